@@ -1,0 +1,274 @@
+"""Application configuration: one YAML file -> ``AppConfig``.
+
+Every model forbids unknown keys; every field has a default, a description and bounds. Cross-field
+rules are named ``verify_*`` functions whose errors name the camera. Stages receive their own
+sub-model, never the whole ``AppConfig``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from truckcount.types import VehicleClass
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "detector" / "weights" / "truckcount.pt"
+
+Point = Annotated[
+    tuple[float, float],
+    Field(description="(x, y) as fractions of the frame width and height, each in [0, 1]"),
+]
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DirectionNames(StrictModel):
+    """User names for the two ways of crossing a line."""
+
+    in_: str = Field(
+        "in",
+        alias="in",
+        min_length=1,
+        description="name for crossing onto the right-hand side of A->B as drawn on the image",
+    )
+    out: str = Field("out", min_length=1, description="name for the opposite way")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class LineConfig(StrictModel):
+    """A counting line from point A to point B in normalised image coordinates."""
+
+    id: str = Field("line", min_length=1, description="line id, unique within its camera")
+    a: Point = Field((0.0, 0.6), description="start point A (x, y) in [0, 1]")
+    b: Point = Field((1.0, 0.6), description="end point B (x, y) in [0, 1]")
+    directions: DirectionNames = Field(
+        default_factory=lambda: DirectionNames(), description="names of both crossing directions"
+    )
+
+    @field_validator("a", "b")
+    @classmethod
+    def _inside_frame(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= c <= 1.0 for c in v):
+            raise ValueError(f"expected coordinates in [0, 1], got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _not_degenerate(self) -> LineConfig:
+        if self.a == self.b:
+            raise ValueError(f"line {self.id!r}: A and B are the same point {self.a}")
+        return self
+
+
+class CounterConfig(StrictModel):
+    """Rules that turn tracks into crossings."""
+
+    min_track_frames: int = Field(3, ge=1, description="tracks seen on fewer frames never count")
+    hysteresis: float = Field(
+        0.01,
+        ge=0.0,
+        le=0.2,
+        description="distance from the line (fraction of the frame diagonal) an anchor must reach "
+        "on a side before that side is believed; stops jitter on the line from counting twice",
+    )
+    classes: tuple[VehicleClass, ...] = Field(
+        (VehicleClass.TRUCK, VehicleClass.BUS, VehicleClass.CAR),
+        description="classes whose crossings are recorded",
+    )
+
+
+class TrackerConfig(StrictModel):
+    """Association of detections across frames."""
+
+    high_threshold: float = Field(0.5, gt=0, lt=1, description="first-stage detection score")
+    low_threshold: float = Field(0.15, gt=0, lt=1, description="second-stage detection score")
+    new_track_threshold: float = Field(0.55, gt=0, lt=1, description="score to start a track")
+    match_iou: float = Field(0.2, gt=0, lt=1, description="minimum IoU to associate a box")
+    lost_seconds: float = Field(1.5, gt=0, description="keep a lost track this long (media time)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TrackerConfig:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError(
+                f"low_threshold {self.low_threshold} must not exceed "
+                f"high_threshold {self.high_threshold}"
+            )
+        return self
+
+
+class DetectorConfig(StrictModel):
+    """The CNN detector and how it runs."""
+
+    weights: Path = Field(DEFAULT_WEIGHTS, description="checkpoint file (.pt)")
+    score_threshold: float = Field(
+        0.15, ge=0.0, le=1.0, description="lowest score kept (the tracker's low threshold uses it)"
+    )
+    nms_iou: float = Field(0.6, gt=0, le=1, description="IoU for torchvision batched NMS")
+    batch_size: int = Field(8, ge=1, le=1024, description="frames per forward pass")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto|cpu|cuda")
+    max_detections: int = Field(100, ge=1, le=1000, description="boxes kept per frame")
+
+
+class StorageConfig(StrictModel):
+    """Where crossings are written."""
+
+    url: str = Field(
+        "sqlite:///truckcount.db",
+        min_length=1,
+        description="SQLAlchemy URL; a relative sqlite path is relative to the config file",
+    )
+
+
+class CameraConfig(StrictModel):
+    """One camera (live stream or recordings) and its counting lines."""
+
+    id: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$", description="camera id")
+    source: str | None = Field(None, description="video file path or stream URL")
+    timezone: str = Field("UTC", description="IANA time zone of the camera's local day")
+    start: datetime | None = Field(
+        None, description="wall-clock time of the first frame of a recording, ISO 8601 with offset"
+    )
+    analysis_fps: float = Field(5.0, gt=0, le=120, description="frames analysed per second")
+    lines: tuple[LineConfig, ...] = Field(
+        default_factory=lambda: (LineConfig(),), description="counting lines"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {v!r}") from exc
+        return v
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.utcoffset() is None:
+            raise ValueError(f"start {v.isoformat()} needs a UTC offset, e.g. +07:00")
+        return v
+
+
+class AppConfig(StrictModel):
+    """The whole application configuration."""
+
+    storage: StorageConfig = Field(default_factory=lambda: StorageConfig())
+    detector: DetectorConfig = Field(default_factory=lambda: DetectorConfig())
+    tracker: TrackerConfig = Field(default_factory=lambda: TrackerConfig())
+    counter: CounterConfig = Field(default_factory=lambda: CounterConfig())
+    cameras: tuple[CameraConfig, ...] = Field(default=(), description="configured cameras")
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        """Return the camera with this id, or raise ``ConfigError`` naming the known ids."""
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        known = ", ".join(c.id for c in self.cameras) or "none"
+        raise ConfigError(f"unknown camera {camera_id!r} (configured: {known})")
+
+    def digest(self) -> str:
+        """Stable short hash of everything that changes counts (not storage)."""
+        payload = self.model_dump(mode="json", exclude={"storage"})
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def verify_unique_ids(cfg: AppConfig) -> None:
+    """Camera ids are unique, and line ids are unique within each camera."""
+    seen: set[str] = set()
+    for cam in cfg.cameras:
+        if cam.id in seen:
+            raise ConfigError(f"camera {cam.id!r} is configured twice")
+        seen.add(cam.id)
+        line_ids = [ln.id for ln in cam.lines]
+        dupes = sorted({i for i in line_ids if line_ids.count(i) > 1})
+        if dupes:
+            raise ConfigError(f"camera {cam.id!r}: duplicate line ids {dupes}")
+
+
+def verify_direction_names(cfg: AppConfig) -> None:
+    """The two directions of a line have different names."""
+    for cam in cfg.cameras:
+        for ln in cam.lines:
+            if ln.directions.in_ == ln.directions.out:
+                raise ConfigError(
+                    f"camera {cam.id!r} line {ln.id!r}: both directions are named "
+                    f"{ln.directions.out!r}"
+                )
+
+
+VERIFIERS = (verify_unique_ids, verify_direction_names)
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Make relative file paths in the YAML relative to the config file's folder."""
+    storage = raw.get("storage")
+    if isinstance(storage, dict):
+        url = storage.get("url")
+        prefix = "sqlite:///"
+        if isinstance(url, str) and url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rel = url[len(prefix) :]
+            if rel and rel != ":memory:":
+                storage["url"] = prefix + str((base / rel).resolve())
+    detector = raw.get("detector")
+    if isinstance(detector, dict) and isinstance(detector.get("weights"), str):
+        w = Path(detector["weights"])
+        detector["weights"] = str(w if w.is_absolute() else (base / w).resolve())
+    for cam in raw.get("cameras") or []:
+        src = cam.get("source") if isinstance(cam, dict) else None
+        if isinstance(src, str) and "://" not in src and not Path(src).is_absolute():
+            cam["source"] = str((base / src).resolve())
+    return raw
+
+
+def parse_config(raw: dict[str, Any]) -> AppConfig:
+    """Validate a mapping into ``AppConfig`` and run every ``verify_*`` rule."""
+    try:
+        cfg = AppConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    for verify in VERIFIERS:
+        verify(cfg)
+    return cfg
+
+
+def load_config(path: Path) -> AppConfig:
+    """Read and validate a YAML config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path}: expected a mapping at top level, got {type(raw).__name__}")
+    try:
+        return parse_config(_resolve_paths(raw, path.resolve().parent))
+    except ConfigError as exc:
+        raise ConfigError(f"config {path}: {exc}") from exc
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
