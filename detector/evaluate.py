@@ -1,0 +1,120 @@
+"""Detection metrics: COCO-style AP50 and AP50-95 per class (torchmetrics, pycocotools backend),
+per sequence and day/night, plus precision and recall at the deployed score threshold."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torchmetrics.detection import MeanAveragePrecision
+from torchvision.ops import box_iou
+
+from truckcount.detector.data import Sample
+from truckcount.detector.engine import Prediction
+from truckcount.types import CLASSES
+
+log = logging.getLogger(__name__)
+
+
+def _as_targets(
+    preds: Sequence[Prediction], samples: Sequence[Sample], scale: float
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    p = [
+        {
+            "boxes": torch.as_tensor(b, dtype=torch.float32),
+            "scores": torch.as_tensor(s, dtype=torch.float32),
+            "labels": torch.as_tensor(c, dtype=torch.int64),
+        }
+        for b, s, c in preds
+    ]
+    t = [
+        {
+            "boxes": torch.as_tensor(s.boxes * scale, dtype=torch.float32),
+            "labels": torch.as_tensor(s.classes, dtype=torch.int64),
+        }
+        for s in samples
+    ]
+    return p, t
+
+
+def average_precision(
+    preds: Sequence[Prediction], samples: Sequence[Sample], input_size: int
+) -> dict[str, dict[str, float]]:
+    """AP50 and AP50-95 per class name, plus their means, for boxes in input pixels."""
+    p, t = _as_targets(preds, samples, float(input_size))
+    out: dict[str, dict[str, float]] = {}
+    for key, thresholds in (("ap50", [0.5]), ("ap50_95", None)):
+        metric = MeanAveragePrecision(
+            iou_thresholds=thresholds, class_metrics=True, backend="pycocotools"
+        )
+        metric.update(p, t)
+        res = metric.compute()
+        present = [int(c) for c in torch.atleast_1d(res["classes"])]
+        per_class = torch.atleast_1d(res["map_per_class"]).tolist()
+        out[key] = {CLASSES[c].value: round(float(v), 4) for c, v in zip(present, per_class)}
+        out[key]["mean"] = round(float(res["map"]), 4)
+    return out
+
+
+def precision_recall(
+    preds: Sequence[Prediction],
+    samples: Sequence[Sample],
+    input_size: int,
+    threshold: float,
+    iou: float = 0.5,
+) -> dict[str, dict[str, float]]:
+    """Greedy one-to-one matching at ``threshold``: precision and recall per class."""
+    stats = {c.value: [0, 0, 0] for c in CLASSES}  # tp, fp, fn
+    for (boxes, scores, classes), s in zip(preds, samples):
+        for cid, cls in enumerate(CLASSES):
+            pb = torch.as_tensor(boxes[(scores >= threshold) & (classes == cid)])
+            tb = torch.as_tensor(s.boxes[s.classes == cid] * input_size)
+            tp = _greedy_matches(pb, tb, iou)
+            st = stats[cls.value]
+            st[0], st[1], st[2] = st[0] + tp, st[1] + len(pb) - tp, st[2] + len(tb) - tp
+    return {
+        name: {
+            "precision": round(tp / max(tp + fp, 1), 4),
+            "recall": round(tp / max(tp + fn, 1), 4),
+            "support": tp + fn,
+        }
+        for name, (tp, fp, fn) in stats.items()
+    }
+
+
+def _greedy_matches(pred: torch.Tensor, truth: torch.Tensor, iou: float) -> int:
+    if len(pred) == 0 or len(truth) == 0:
+        return 0
+    ious = box_iou(pred.float(), truth.float()).numpy()
+    matched = 0
+    while ious.size and ious.max() >= iou:
+        i, j = np.unravel_index(ious.argmax(), ious.shape)
+        ious[i, :], ious[:, j] = -1, -1
+        matched += 1
+    return matched
+
+
+def group_samples(samples: Sequence[Sample]) -> dict[str, list[int]]:
+    """Indices of samples per sequence, per day/night, and overall."""
+    groups: dict[str, list[int]] = {"all": list(range(len(samples)))}
+    for i, s in enumerate(samples):
+        groups.setdefault(f"sequence:{s.sequence}", []).append(i)
+        groups.setdefault("night" if s.night else "day", []).append(i)
+    return groups
+
+
+def evaluate_predictions(
+    preds: Sequence[Prediction], samples: Sequence[Sample], input_size: int, threshold: float
+) -> dict[str, object]:
+    """Every figure of the evaluation report, grouped."""
+    report: dict[str, object] = {"threshold": threshold, "images": len(samples)}
+    for name, idx in group_samples(samples).items():
+        sub_p, sub_s = [preds[i] for i in idx], [samples[i] for i in idx]
+        report[name] = {
+            "images": len(idx),
+            **average_precision(sub_p, sub_s, input_size),
+            "at_threshold": precision_recall(sub_p, sub_s, input_size, threshold),
+        }
+    return report

@@ -1,0 +1,154 @@
+"""``truckcount train``: arguments -> data -> model -> loop, with a checkpoint every epoch.
+
+A checkpoint is a plain dict ``{model, optimizer, lr_scheduler, epoch, args, classes, metrics,
+model_config}`` loaded with ``weights_only=True``. ``--resume`` continues a run, ``--init`` fine-tunes
+from another model's weights, ``--test-only`` evaluates and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from truckcount.detector import data as ds
+from truckcount.detector.augment import AugmentConfig, DetectionDataset
+from truckcount.detector.engine import predict, train_one_epoch
+from truckcount.detector.evaluate import evaluate_predictions
+from truckcount.detector.model import ModelConfig, TruckNet
+from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
+from truckcount.types import CLASSES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    """Everything that decides a training run; saved in each checkpoint."""
+
+    data: str
+    output: str = "runs/train"
+    epochs: int = 24
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    input_size: int = 320
+    cache_size: int = 480
+    night_oversample: int = 3
+    workers: int = 1
+    seed: int = 0
+    amp: bool = True
+    device: str = "auto"
+    resume: str | None = None
+    init: str | None = None
+    test_only: bool = False
+    eval_threshold: float = 0.3
+    limit: int | None = None  # use only the first N training frames (smoke tests)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list[Any]]:
+    samples = ds.load_samples(Path(args.data))
+    train, val = ds.split(samples)
+    if args.limit is not None:
+        train, val = train[: args.limit], val[: max(args.limit // 2, 1)]
+    if not train or not val:
+        raise ds.LabelError(f"{args.data}: the time split left {len(train)} train / {len(val)} val")
+    night = [s for s in train if s.night]
+    train = train + night * (args.night_oversample - 1)
+    log.info("train %d frames (%d night, x%d), val %d", len(train), len(night),
+             args.night_oversample, len(val))
+    with tqdm(total=len(train) + len(val), desc="caching images", leave=False) as bar:
+        train_imgs = ds.cache_images(train, args.cache_size, bar.update)
+        val_imgs = ds.cache_images(val, args.input_size, bar.update)
+    dataset = DetectionDataset(
+        train, train_imgs, args.input_size, len(CLASSES), AugmentConfig(), seed=args.seed
+    )
+    return dataset, val, val_imgs
+
+
+def _optimizer(
+    model: TruckNet, args: TrainArgs, steps: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR]:
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay}], lr=args.lr
+    )
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=args.lr, total_steps=max(steps, 2), pct_start=0.05, anneal_strategy="cos"
+    )
+    return opt, sched
+
+
+def validate(
+    model: TruckNet, val: list[ds.Sample], images: list[Any], device: torch.device, args: TrainArgs
+) -> dict[str, Any]:
+    preds = predict(model, images, device, batch_size=16, amp=args.amp, score_threshold=0.01)
+    return evaluate_predictions(preds, val, args.input_size, args.eval_threshold)
+
+
+def run(args: TrainArgs) -> dict[str, Any]:
+    """Train (or only evaluate) and return the last validation report."""
+    seed_everything(args.seed)
+    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    device = pick_device(args.device)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(Path(args.resume or args.init)) if (args.resume or args.init) else None
+    if state is not None and args.resume:
+        args = replace(TrainArgs(**state["args"]), resume=args.resume, test_only=args.test_only)
+    cfg = ModelConfig.from_dict(state["model_config"]) if state else ModelConfig()
+    cfg = replace(cfg, input_size=args.input_size)
+    model = TruckNet(cfg).to(device).to(memory_format=torch.channels_last)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    dataset, val, val_imgs = _load_data(args)
+    if args.test_only:
+        report = validate(model, val, val_imgs, device, args)
+        log.info("validation: %s", json.dumps(report["all"]))
+        return report
+    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                        num_workers=args.workers, persistent_workers=args.workers > 0,
+                        generator=torch.Generator().manual_seed(args.seed))
+    opt, sched = _optimizer(model, args, args.epochs * len(loader))
+    start_epoch, best = 0, -1.0
+    if state is not None and args.resume:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["lr_scheduler"])
+        start_epoch, best = int(state["epoch"]) + 1, float(state.get("best", -1.0))
+    report: dict[str, Any] = {}
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.monotonic()
+        dataset.set_epoch(epoch)
+        losses = train_one_epoch(model, loader, opt, sched, device, amp=args.amp, epoch=epoch)
+        report = validate(model, val, val_imgs, device, args)
+        truck = float(report["all"]["ap50"].get("truck", 0.0))  # type: ignore[index]
+        metrics = {"epoch": epoch, "loss": losses, "val": report, "minutes": (time.monotonic() - t0) / 60}
+        log.info("epoch %d loss %.3f truck AP50 %.3f (%.1f min)", epoch, losses["total"], truck,
+                 metrics["minutes"])
+        best = max(best, truck)
+        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                "lr_scheduler": sched.state_dict(), "epoch": epoch, "args": asdict(args),
+                "classes": [c.value for c in CLASSES], "metrics": metrics,
+                "model_config": cfg.to_dict(), "best": best}
+        save_checkpoint(ckpt, out / "checkpoint.pt")
+        if truck >= best:
+            save_checkpoint(ckpt, out / "best.pt")
+        with (out / "log.jsonl").open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+    return report

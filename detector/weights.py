@@ -1,0 +1,65 @@
+"""Checkpoint files: safe loading (``weights_only=True``), atomic saving, device choice, versions."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REQUIRED_KEYS = ("model", "model_config", "classes")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or not a truckcount model."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; raise ``CheckpointError`` naming the file."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from exc
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        raise CheckpointError(f"{path} is not a truckcount checkpoint (expected keys {REQUIRED_KEYS})")
+    return state
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write atomically, so a crash mid-save never leaves a half-written checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export_weights(checkpoint: Path, out: Path) -> str:
+    """Write the slim shipping file (model, config, classes, metrics, args); return its version."""
+    state = load_checkpoint(checkpoint)
+    model = {k: v.clone() for k, v in state["model"].items()}
+    slim = {k: state[k] for k in ("model_config", "classes", "args", "epoch") if k in state}
+    slim["model"] = model
+    slim["metrics"] = {"val": state.get("metrics", {}).get("val", {})}
+    save_checkpoint(slim, out)
+    return model_version(out)
+
+
+def model_version(path: Path) -> str:
+    """A stable version string: the file stem plus the first 10 hex digits of its SHA-256."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:10]
+    return f"{path.stem}-{digest}"
