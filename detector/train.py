@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
@@ -81,17 +82,24 @@ def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list
     return dataset, val, val_imgs
 
 
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """LR factor: linear warm-up, then cosine decay to 1 % over ``total`` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+    return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def _optimizer(
     model: TruckNet, args: TrainArgs, steps: int
-) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.OneCycleLR]:
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay}], lr=args.lr
     )
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=args.lr, total_steps=max(steps, 2), pct_start=0.05, anneal_strategy="cos"
-    )
+    warmup = min(300, max(steps // 20, 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: warmup_cosine(i, steps, warmup))
     return opt, sched
 
 
@@ -111,7 +119,9 @@ def run(args: TrainArgs) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     state = load_checkpoint(Path(args.resume or args.init)) if (args.resume or args.init) else None
     if state is not None and args.resume:
-        args = replace(TrainArgs(**state["args"]), resume=args.resume, test_only=args.test_only)
+        # a resumed run keeps its saved settings; the command decides where it ends and writes
+        args = replace(TrainArgs(**state["args"]), resume=args.resume, test_only=args.test_only,
+                       epochs=args.epochs, output=args.output, workers=args.workers)
     cfg = ModelConfig.from_dict(state["model_config"]) if state else ModelConfig()
     cfg = replace(cfg, input_size=args.input_size)
     model = TruckNet(cfg).to(device).to(memory_format=torch.channels_last)

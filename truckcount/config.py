@@ -99,6 +99,13 @@ class TrackerConfig(StrictModel):
     low_threshold: float = Field(0.15, gt=0, lt=1, description="second-stage detection score")
     new_track_threshold: float = Field(0.55, gt=0, lt=1, description="score to start a track")
     match_iou: float = Field(0.2, gt=0, lt=1, description="minimum IoU to associate a box")
+    max_center_distance: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="also associate a box whose centre lies within this many diagonals of the "
+        "track's predicted box, even below match_iou (fast vehicles at 5 fps); 0 disables",
+    )
     lost_seconds: float = Field(1.5, gt=0, description="keep a lost track this long (media time)")
 
     @model_validator(mode="after")

@@ -1,0 +1,64 @@
+"""``truckcount eval detect``: evaluate a model on a YOLO-format folder and format the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from truckcount.config import DetectorConfig, TrackerConfig
+from truckcount.detector.data import cache_images, is_validation, load_samples
+from truckcount.detector.engine import predict
+from truckcount.detector.evaluate import evaluate_predictions
+from truckcount.detector.infer import load_model
+from truckcount.detector.weights import pick_device
+
+
+def evaluate_folder(
+    data: Path,
+    weights: Path | None = None,
+    threshold: float | None = None,
+    split: str = "all",
+) -> dict[str, Any]:
+    """Run the model on every labelled image of ``data`` and compute the detection report.
+
+    ``threshold`` defaults to the tracker's first-stage score: the score a box needs to count.
+    ``split`` keeps ``all`` frames, or only the project's time-split ``val`` or ``train`` frames.
+    """
+    if split not in ("all", "val", "train"):
+        raise ValueError(f"split {split!r}: expected all, val or train")
+    weights = weights or DetectorConfig().weights
+    threshold = TrackerConfig().high_threshold if threshold is None else threshold
+    device = pick_device("auto")
+    model, version = load_model(weights, device)
+    size = model.cfg.input_size
+    samples = load_samples(data)
+    if split != "all":
+        samples = [s for s in samples if is_validation(s) == (split == "val")]
+    if not samples:
+        raise ValueError(f"{data}: no labelled frames in split {split!r}")
+    images = cache_images(samples, size)
+    preds = predict(model, images, device, batch_size=16, score_threshold=0.01)
+    report = evaluate_predictions(preds, samples, size, threshold)
+    return {"model_version": version, "data": str(data), "split": split, **report}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A plain-text table: one row per group, AP50 / AP50-95 per class and P/R of trucks."""
+    classes = ("truck", "bus", "car")
+    head = f"{'group':34} {'images':>6} " + " ".join(f"{c + ' AP50':>10}" for c in classes)
+    head += f" {'truck AP50-95':>13} {'truck P':>8} {'truck R':>8}"
+    rows = [f"model {report['model_version']}, P/R at score {report['threshold']}", head]
+    for name, g in report.items():
+        if not isinstance(g, dict) or "ap50" not in g:
+            continue
+        ap = " ".join(f"{_fmt(g['ap50'].get(c)):>10}" for c in classes)
+        pr = g["at_threshold"]["truck"]
+        rows.append(
+            f"{name:34} {g['images']:>6} {ap} {_fmt(g['ap50_95'].get('truck')):>13} "
+            f"{pr['precision']:>8.3f} {pr['recall']:>8.3f}"
+        )
+    return "\n".join(rows)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or v < 0 else f"{v:.3f}"

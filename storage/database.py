@@ -1,0 +1,123 @@
+"""Opening the database: parse the URL, tune SQLite, migrate to the newest schema.
+
+There is no ``alembic.ini``: the Alembic ``Config`` is built here, pointing at ``migrations/``
+next to this file, and migrations run on the engine's own connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+_USERINFO = re.compile(r"^(?P<head>[^:/]+://[^:/@]*):[^/]*@")
+
+
+class StorageError(RuntimeError):
+    """The database cannot be opened, or a request does not fit what is stored."""
+
+
+class UnknownCameraError(StorageError):
+    """A camera id that is not in the ``cameras`` table; the message lists the known ids."""
+
+    def __init__(self, camera_id: str, known: Iterable[str]) -> None:
+        self.camera_id = camera_id
+        self.known = tuple(known)
+        listed = ", ".join(repr(k) for k in self.known) or "none"
+        super().__init__(f"unknown camera {camera_id!r} (known cameras: {listed})")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``, fit for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return _USERINFO.sub(r"\g<head>:***@", url)
+
+
+def open_database(url: str, *, create: bool = True) -> Engine:
+    """Open the database at ``url`` and migrate it to the newest schema.
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///counts.db`` or ``postgresql+psycopg://…``.
+        create: whether a missing SQLite file may be created; other backends are never created.
+
+    Returns:
+        An engine; SQLite connections have WAL journaling and foreign keys switched on.
+
+    Raises:
+        StorageError: the URL is invalid, the SQLite file is missing and ``create`` is false, or
+            the database cannot be reached or migrated. Messages never contain the password.
+    """
+    shown = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise StorageError(f"invalid database URL {shown}") from None
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        _prepare_sqlite_file(parsed, create=create)
+    try:
+        engine = create_engine(parsed)
+    except (ArgumentError, ImportError) as exc:
+        raise StorageError(f"cannot use database {shown}: {describe_error(exc, parsed)}") from None
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.begin() as conn:
+            _upgrade(conn)
+    except (SQLAlchemyError, CommandError) as exc:
+        engine.dispose()
+        raise StorageError(f"cannot open database {shown}: {describe_error(exc, parsed)}") from None
+    log.info("opened database %s", shown)
+    return engine
+
+
+def _prepare_sqlite_file(url: URL, *, create: bool) -> None:
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:"):
+        return
+    path = Path(db)
+    if path.exists():
+        return
+    if not create:
+        raise StorageError(f"database not found: {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+    finally:
+        cursor.close()
+
+
+def _upgrade(connection: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, "head")
+
+
+def describe_error(exc: BaseException, url: URL) -> str:
+    """The driver's own words for ``exc``, without SQL and without the password."""
+    text = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if url.password:
+        text = text.replace(str(url.password), "***")
+    return text

@@ -1,0 +1,1 @@
+"""Alembic migrations of the truckcount schema, applied by ``open_database``."""

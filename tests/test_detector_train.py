@@ -1,0 +1,80 @@
+"""Training on a handful of synthetic frames: loss falls, checkpoints round-trip, bad labels fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from truckcount.detector.data import LabelError, load_samples, split
+from truckcount.detector.train import TrainArgs, run
+from truckcount.detector.weights import CheckpointError, export_weights, load_checkpoint
+
+NAMES = "names:\n  0: big truck\n  1: car\n  2: bicycle\n"
+
+
+def make_dataset(root: Path, n_train: int = 8, n_val: int = 2) -> Path:
+    """Grey frames with one bright 'truck' rectangle each; names follow the km39 time split."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text(NAMES)
+    rng = np.random.default_rng(0)
+    names = [f"adit-{i:05d}" for i in range(n_train)]
+    names += [f"siang_15112021_1-{i:05d}" for i in range(n_val)]
+    for name in names:
+        img = np.full((160, 160, 3), 90, np.uint8)
+        x, y = rng.integers(10, 90, size=2)
+        cv2.rectangle(img, (int(x), int(y)), (int(x) + 50, int(y) + 40), (230, 230, 230), -1)
+        cv2.imwrite(str(root / "images" / f"{name}.jpg"), img)
+        cx, cy = (x + 25) / 160, (y + 20) / 160
+        (root / "labels" / f"{name}.txt").write_text(f"0 {cx:.4f} {cy:.4f} {50 / 160:.4f} 0.25\n")
+    return root
+
+
+def _args(data: Path, out: Path, **over: object) -> TrainArgs:
+    base = dict(data=str(data), output=str(out), epochs=3, batch_size=4, input_size=64,
+                cache_size=96, workers=0, lr=2e-3, amp=False, night_oversample=1)
+    base.update(over)
+    return TrainArgs(**base)  # type: ignore[arg-type]
+
+
+def test_split_is_by_sequence_not_random(tmp_path: Path) -> None:
+    train, val = split(load_samples(make_dataset(tmp_path)))
+    assert {s.sequence for s in train} == {"adit"}
+    assert {s.sequence for s in val} == {"siang_15112021_1"}
+
+
+def test_smoke_train_loss_falls_and_checkpoint_round_trips(tmp_path: Path) -> None:
+    data, out = make_dataset(tmp_path / "data"), tmp_path / "run"
+    torch.manual_seed(0)
+    run(_args(data, out))
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    losses = [entry["loss"]["total"] for entry in log]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["epoch"] == 2 and state["classes"] == ["truck", "bus", "car"]
+    # resuming a finished 3-epoch run to 4 epochs trains exactly one more epoch
+    run(_args(data, out, epochs=4, resume=str(out / "checkpoint.pt")))
+    assert len((out / "log.jsonl").read_text().splitlines()) == 4
+    version = export_weights(out / "checkpoint.pt", tmp_path / "slim.pt")
+    assert version.startswith("slim-") and "optimizer" not in load_checkpoint(tmp_path / "slim.pt")
+
+
+def test_bad_label_line_names_file_and_line(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path)
+    (data / "labels" / "adit-00003.txt").write_text("0 0.5 0.5 0.1 0.1\n0 0.5 oops 0.1 0.1\n")
+    with pytest.raises(LabelError, match=r"adit-00003.txt:2: expected 'class cx cy w h'"):
+        load_samples(data)
+
+
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint .*junk.pt"):
+        load_checkpoint(junk)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "absent.pt")

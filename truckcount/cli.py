@@ -1,0 +1,208 @@
+"""The ``truckcount`` command line (Typer).
+
+Library errors are turned into one line on stderr and a non-zero exit here, and only here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from truckcount.config import AppConfig, ConfigError, load_config
+
+app = typer.Typer(
+    help="Trustworthy time-series truck counts from traffic-camera video.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+eval_app = typer.Typer(help="Measure the detector and the counts.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+log = logging.getLogger("truckcount")
+T = TypeVar("T")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file", show_default=False)
+]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from truckcount.detector.data import LabelError
+    from truckcount.detector.weights import CheckpointError
+    from truckcount.ingest import SourceError
+    from truckcount.storage.database import StorageError
+
+    return (ConfigError, SourceError, StorageError, CheckpointError, LabelError, ValueError)
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a known error becomes one line on stderr and exit status 1."""
+    try:
+        return fn()
+    except _user_errors() as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: {msg}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _config(path: Path | None) -> AppConfig:
+    return load_config(path) if path is not None else AppConfig()
+
+
+def _parse_start(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"--start {value!r} is not ISO 8601 (e.g. 2021-11-15T13:17:09+07:00)") from exc
+    if ts.utcoffset() is None:
+        raise ValueError(f"--start {value!r} needs a UTC offset, e.g. +07:00")
+    return ts
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings and errors only")] = False,
+) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+@app.command()
+def run(
+    video: Annotated[Path, typer.Argument(help="recorded video file", show_default=False)],
+    camera: Annotated[str, typer.Option(help="camera id from the config")],
+    config: ConfigOpt = None,
+    start: Annotated[
+        str | None, typer.Option(help="wall-clock time of the first frame, ISO 8601 with offset")
+    ] = None,
+) -> None:
+    """Count crossings in a recorded video and store them (a rerun replaces the earlier run)."""
+    from truckcount.pipeline import run_recording
+
+    def go() -> None:
+        cfg = _config(config)
+        info, stats = run_recording(cfg, camera, source=str(video), start=_parse_start(start))
+        typer.echo(f"run {info.run_id}: {stats.frames} frames, {stats.crossings} crossings "
+                   f"(model {info.model_version})")
+
+    _guard(go)
+
+
+@app.command()
+def counts(
+    camera: Annotated[str, typer.Option(help="camera id")],
+    config: ConfigOpt = None,
+    db: Annotated[str | None, typer.Option(help="database URL (overrides the config)")] = None,
+    daily: Annotated[bool, typer.Option("--daily", help="one row per local day")] = True,
+    from_: Annotated[str | None, typer.Option("--from", help="first local day, YYYY-MM-DD")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="last local day, YYYY-MM-DD")] = None,
+    tz: Annotated[str | None, typer.Option(help="IANA zone of the local day")] = None,
+    vehicle: Annotated[str, typer.Option("--class", help="truck, bus or car")] = "truck",
+) -> None:
+    """Print daily counts per line and direction."""
+    from truckcount.query import daily_table
+
+    def go() -> None:
+        cfg = _config(config)
+        url = db or cfg.storage.url
+        day_from = date.fromisoformat(from_) if from_ else None
+        day_to = date.fromisoformat(to) if to else None
+        typer.echo(daily_table(url, camera, tz=tz, days=(day_from, day_to), vehicle=vehicle))
+
+    _guard(go)
+
+
+@app.command("validate-config")
+def validate_config(path: Annotated[Path, typer.Argument(help="YAML config file")]) -> None:
+    """Check a config file; print its cameras and lines, or the first error."""
+
+    def go() -> None:
+        cfg = load_config(path)
+        typer.echo(f"{path}: ok, {len(cfg.cameras)} camera(s), digest {cfg.digest()}")
+        for cam in cfg.cameras:
+            lines = ", ".join(ln.id for ln in cam.lines)
+            typer.echo(f"  {cam.id} ({cam.timezone}): lines {lines}")
+
+    _guard(go)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="YOLO-format dataset folder (images/, labels/)")],
+    output: Annotated[Path, typer.Option(help="folder for checkpoints and log")] = Path("runs/train"),
+    epochs: Annotated[int, typer.Option(min=1)] = 28,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(min=0)] = 2e-3,
+    input_size: Annotated[int, typer.Option(min=64, max=1280)] = 320,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(min=0)] = 1,
+    device: str = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 mixed precision")] = True,
+    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+    init: Annotated[Path | None, typer.Option(help="fine-tune from these weights")] = None,
+    test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate")] = False,
+    limit: Annotated[int | None, typer.Option(help="use the first N training frames")] = None,
+) -> None:
+    """Train the detector from scratch (time split: validation = siang + late night)."""
+    from truckcount.detector.train import TrainArgs
+    from truckcount.detector.train import run as train_run
+
+    args = TrainArgs(
+        data=str(data), output=str(output), epochs=epochs, batch_size=batch_size, lr=lr,
+        input_size=input_size, seed=seed, workers=workers, device=device, amp=amp,
+        resume=str(resume) if resume else None, init=str(init) if init else None,
+        test_only=test_only, limit=limit,
+    )
+    report = _guard(lambda: train_run(args))
+    typer.echo(json.dumps(report.get("all", {}), indent=None))
+
+
+@app.command("export-weights")
+def export_weights(
+    checkpoint: Annotated[Path, typer.Argument(help="training checkpoint")],
+    out: Annotated[Path, typer.Argument(help="slim weights file to write")],
+) -> None:
+    """Write the slim file that ships with the package."""
+    from truckcount.detector.weights import export_weights as export
+
+    version = _guard(lambda: export(checkpoint, out))
+    typer.echo(f"wrote {out} ({version})")
+
+
+@eval_app.command("detect")
+def eval_detect(
+    data: Annotated[Path, typer.Argument(help="YOLO-format folder with images/ and labels/")],
+    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: shipped)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    threshold: Annotated[float | None, typer.Option(help="score threshold for P/R")] = None,
+    split: Annotated[str, typer.Option(help="all, or the time split's val / train frames")] = "all",
+) -> None:
+    """COCO-style AP50 / AP50-95 per class, per sequence and day/night, and P/R at threshold."""
+    from truckcount.detector.report import evaluate_folder, format_report
+
+    def go() -> dict[str, Any]:
+        return evaluate_folder(data, weights, threshold, split)
+
+    report = _guard(go)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
