@@ -266,7 +266,9 @@ def load_config(path: Path) -> AppConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
-        raise ConfigError(f"config {path}: expected a mapping at top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"config {path}: expected a mapping at top level, got {type(raw).__name__}"
+        )
     try:
         return parse_config(_resolve_paths(raw, path.resolve().parent))
     except ConfigError as exc:

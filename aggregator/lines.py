@@ -1,0 +1,259 @@
+"""Turn tracked boxes into line crossings.
+
+A box's anchor is its bottom-centre, where the vehicle touches the road. For each track and line
+the counter remembers which side of the line the anchor was last *believed* to be on: a side is
+believed only once the anchor is at least ``hysteresis`` x the frame diagonal away from the line,
+so a box jittering on the line never flips sides. When the believed side flips and the path from
+the last believed point to the new one meets the segment A->B itself (not its extension), the
+track has crossed, decided on that frame.
+
+Rules chosen:
+
+* A track counts at most once per line: its *first* decisive crossing. Later crossings of the
+  same line by the same track (a vehicle backing up, or a tracker glitch) are ignored.
+* A track first seen on the line (within the hysteresis band) has no believed side yet, so it only
+  counts if it later leaves one side decisively and reaches the other.
+* An ID switch splits one vehicle into two tracks. Each track counts on its own, so a switch away
+  from the line still gives exactly one count (from the track that held the crossing), but a
+  switch inside the hysteresis band gives none: neither track saw both sides.
+* The class is the majority vote over every frame of the track (ties: larger summed confidence,
+  then the lower class id); the confidence is the mean score of the winning class's boxes.
+
+Because the vote needs the whole track, crossings are emitted when the track ends (unseen for
+``track_timeout_s`` of media time) or at ``flush()``. Each call returns its crossings sorted by
+``ts``; a crossing of a long-lived track can therefore be returned after a later crossing of a
+short one. Per-track state is deleted when the track ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from truckcount.config import CounterConfig, LineConfig
+from truckcount.types import CLASSES, Crossing, Detections, Direction, Frame, VehicleClass
+
+log = logging.getLogger(__name__)
+
+Point = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _PixelLine:
+    """A counting line in the pixel coordinates of one frame size."""
+
+    a: Point
+    b: Point
+
+    @classmethod
+    def of(cls, line: LineConfig, size: tuple[int, int]) -> _PixelLine:
+        scale = np.array(size, dtype=np.float64)
+        return cls(np.array(line.a) * scale, np.array(line.b) * scale)
+
+    def signed_distance(self, p: Point) -> float:
+        """Distance of ``p`` from the infinite line; positive on the right-hand side of A->B.
+
+        Image y grows downward, so for a line drawn left to right "right-hand" is below it.
+        """
+        d = self.b - self.a
+        cross = d[0] * (p[1] - self.a[1]) - d[1] * (p[0] - self.a[0])
+        return float(cross / math.hypot(d[0], d[1]))
+
+    def meets_segment(self, p0: Point, p1: Point) -> bool:
+        """Whether the path ``p0 -> p1``, which changes side, meets A->B between A and B."""
+        d0, d1 = self.signed_distance(p0), self.signed_distance(p1)
+        q = p0 + (d0 / (d0 - d1)) * (p1 - p0)
+        ab = self.b - self.a
+        u = float(np.dot(q - self.a, ab) / np.dot(ab, ab))
+        return 0.0 <= u <= 1.0
+
+
+@dataclass
+class _Side:
+    """Where one track was last believed to be relative to one line."""
+
+    side: int = 0  # -1 left of A->B, +1 right, 0 never believed yet
+    point: Point | None = None  # last anchor believed on ``side``, pixels
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """A track's first decisive crossing of one line."""
+
+    line_index: int
+    direction: Direction
+    ts: datetime
+
+
+@dataclass
+class _TrackState:
+    """Everything the counter keeps about one live track: O(lines + classes), not O(frames)."""
+
+    last_ts: datetime
+    sides: list[_Side]
+    frames: int = 0
+    votes: Counter[int] = field(default_factory=Counter)
+    conf_sums: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
+    decisions: dict[int, _Decision] = field(default_factory=dict)
+
+
+class LineCounter:
+    """Count tracks crossing the counting lines of one camera.
+
+    Args:
+        camera_id: camera whose frames this counter receives.
+        lines: counting lines in normalised coordinates; ids must be unique.
+        cfg: hysteresis, minimum track length and recorded classes.
+        model_version: stamped on every crossing.
+        run_id: stamped on every crossing.
+        track_timeout_s: a track unseen for longer than this (media time) has ended; use at
+            least the tracker's ``lost_seconds`` so a track is not ended while it may come back.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        lines: Sequence[LineConfig],
+        cfg: CounterConfig,
+        *,
+        model_version: str,
+        run_id: str,
+        track_timeout_s: float,
+    ) -> None:
+        ids = [ln.id for ln in lines]
+        if not ids:
+            raise ValueError(f"camera {camera_id!r}: expected at least one counting line, got 0")
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"camera {camera_id!r}: expected unique line ids, got {ids}")
+        if not track_timeout_s > 0:
+            raise ValueError(f"track_timeout_s: expected > 0, got {track_timeout_s}")
+        self.camera_id = camera_id
+        self.lines = tuple(lines)
+        self.cfg = cfg
+        self.model_version = model_version
+        self.run_id = run_id
+        self.track_timeout_s = track_timeout_s
+        self._tracks: dict[int, _TrackState] = {}
+        self._size: tuple[int, int] | None = None
+        self._pixel_lines: list[_PixelLine] = []
+        self._hysteresis_px = 0.0
+
+    def __len__(self) -> int:
+        """Number of tracks whose state is held in memory."""
+        return len(self._tracks)
+
+    def update(self, frame: Frame, dets: Detections) -> list[Crossing]:
+        """Observe one frame's tracked boxes and return the crossings of tracks that ended.
+
+        Args:
+            frame: the frame the boxes were detected on (its size and ``ts`` are used).
+            dets: tracked boxes; rows without a track id are ignored.
+
+        Returns:
+            Crossings of tracks that ended by ``frame.ts``, sorted by ``ts``.
+        """
+        if frame.camera_id != self.camera_id:
+            raise ValueError(
+                f"LineCounter for camera {self.camera_id!r} got a frame of {frame.camera_id!r}"
+            )
+        if dets.tracker_id is not None and len(dets):
+            self._set_size(frame.size)
+            anchors = dets.anchors().astype(np.float64)
+            track_ids, rows = np.unique(dets.tracker_id, return_index=True)
+            for track_id, row in zip(track_ids, rows, strict=True):
+                self._observe(int(track_id), frame.ts, anchors[row], dets, int(row))
+        timeout = self.track_timeout_s
+        return self._finish(lambda st: (frame.ts - st.last_ts).total_seconds() > timeout)
+
+    def flush(self) -> list[Crossing]:
+        """End every track (end of stream) and return their crossings sorted by ``ts``."""
+        return self._finish(lambda st: True)
+
+    def _set_size(self, size: tuple[int, int]) -> None:
+        if size != self._size:
+            self._size = size
+            self._pixel_lines = [_PixelLine.of(ln, size) for ln in self.lines]
+            self._hysteresis_px = self.cfg.hysteresis * math.hypot(*size)
+
+    def _observe(
+        self, track_id: int, ts: datetime, anchor: Point, dets: Detections, row: int
+    ) -> None:
+        state = self._tracks.get(track_id)
+        if state is None:
+            state = _TrackState(last_ts=ts, sides=[_Side() for _ in self.lines])
+            self._tracks[track_id] = state
+        state.last_ts = ts
+        state.frames += 1
+        class_id = int(dets.class_id[row])
+        state.votes[class_id] += 1
+        state.conf_sums[class_id] += float(dets.confidence[row])
+        for i, (line, side) in enumerate(zip(self._pixel_lines, state.sides, strict=True)):
+            direction = self._step(line, side, anchor)
+            if direction is None:
+                continue
+            if i in state.decisions:
+                log.debug("track %d re-crossed line %s; first crossing kept", track_id, i)
+                continue
+            state.decisions[i] = _Decision(i, direction, ts)
+
+    def _step(self, line: _PixelLine, side: _Side, anchor: Point) -> Direction | None:
+        """Update the believed side; return the direction if the anchor just crossed."""
+        dist = line.signed_distance(anchor)
+        if dist == 0 or abs(dist) < self._hysteresis_px:
+            return None  # on the line: keep believing the previous side
+        new = 1 if dist > 0 else -1
+        previous, start = side.side, side.point
+        side.side, side.point = new, anchor
+        if previous in (0, new) or start is None:
+            return None
+        if not line.meets_segment(start, anchor):
+            return None  # passed beside the segment, not across it
+        return Direction.IN if new > 0 else Direction.OUT
+
+    def _finish(self, ended: Callable[[_TrackState], bool]) -> list[Crossing]:
+        """Emit the crossings of ended tracks and delete their state."""
+        done = [track_id for track_id, state in self._tracks.items() if ended(state)]
+        out: list[Crossing] = []
+        for track_id in done:
+            out.extend(self._crossings(track_id, self._tracks.pop(track_id)))
+        out.sort(key=lambda c: (c.ts, c.line_id, c.track_id))
+        return out
+
+    def _crossings(self, track_id: int, state: _TrackState) -> list[Crossing]:
+        if state.frames < self.cfg.min_track_frames or not state.decisions:
+            return []
+        class_id = max(state.votes, key=lambda c: (state.votes[c], state.conf_sums[c], -c))
+        if not 0 <= class_id < len(CLASSES):
+            log.warning("track %d: unknown class id %d, not counted", track_id, class_id)
+            return []
+        vehicle = VehicleClass.from_id(class_id)
+        if vehicle not in self.cfg.classes:
+            return []
+        mean_conf = state.conf_sums[class_id] / state.votes[class_id]
+        confidence = min(max(mean_conf, 0.0), 1.0)
+        return [self._crossing(track_id, d, vehicle, confidence) for d in state.decisions.values()]
+
+    def _crossing(
+        self, track_id: int, decision: _Decision, vehicle: VehicleClass, confidence: float
+    ) -> Crossing:
+        line = self.lines[decision.line_index]
+        names = line.directions
+        return Crossing(
+            camera_id=self.camera_id,
+            line_id=line.id,
+            track_id=track_id,
+            class_name=vehicle,
+            direction=decision.direction,
+            direction_name=names.in_ if decision.direction is Direction.IN else names.out,
+            ts=decision.ts,
+            confidence=confidence,
+            model_version=self.model_version,
+            run_id=self.run_id,
+        )
