@@ -1,8 +1,8 @@
 """Augmentation for a fixed traffic camera, and the training ``Dataset``.
 
 The camera does not move, so geometry changes stay mild (zoomed crops, horizontal flip); light
-changes are strong (colour, blur, and night-like darkening with sensor noise), since night is where a
-model trained mostly on day frames fails.
+changes are strong (colour, blur, and night-like darkening with sensor noise), since night is
+where a model trained mostly on day frames fails.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def augment(
     if rng.random() < cfg.dark_p:
         img = darken(img, rng)
     if rng.random() < cfg.blur_p:
-        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+        img = np.asarray(cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5)), np.uint8)
     return img, boxes.astype(np.float32), classes
 
 
@@ -131,6 +131,8 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
             img, boxes, classes = augment(img, boxes, classes, rng, self.augment_cfg)
         size = self.input_size
         if img.shape[:2] != (size, size):
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+            img = np.asarray(
+                cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR), np.uint8
+            )
         targets = build_targets(boxes * size, classes, size, self.num_classes)
         return to_tensor([img])[0], targets

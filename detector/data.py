@@ -1,8 +1,9 @@
 """YOLO-format labelled frames: reading, the time-based split, and class merging.
 
-A dataset folder holds ``images/<sequence>-<index>.jpg`` and ``labels/<sequence>-<index>.txt`` with
-lines ``class cx cy w h`` normalised to [0, 1], and a ``data.yaml`` naming the classes. Source classes
-are merged to truck / bus / car by name. Empty label files mean "unlabelled", not "no vehicles".
+A dataset folder holds ``images/<sequence>-<index>.jpg`` and ``labels/<sequence>-<index>.txt``
+with lines ``class cx cy w h`` normalised to [0, 1], and a ``data.yaml`` naming the classes.
+Source classes are merged to truck / bus / car by name. Empty label files mean "unlabelled", not
+"no vehicles".
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def read_image(path: Path) -> npt.NDArray[np.uint8]:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise LabelError(f"{path}: not a readable image")
-    return img
+    return np.asarray(img, dtype=np.uint8)
 
 
 def cache_images(
@@ -138,7 +139,8 @@ def cache_images(
     """Decode every image once and keep it in RAM at ``size`` x ``size``."""
     out = []
     for s in samples:
-        out.append(cv2.resize(read_image(s.image_path), (size, size), interpolation=cv2.INTER_AREA))
+        img = cv2.resize(read_image(s.image_path), (size, size), interpolation=cv2.INTER_AREA)
+        out.append(np.asarray(img, dtype=np.uint8))
         if progress:
             progress(1)
     return out

@@ -50,7 +50,9 @@ def train_one_epoch(
             out = model(images)
         losses = detection_loss(out, targets)
         if not math.isfinite(losses["total"].item()):
-            raise FloatingPointError(f"loss is {losses['total'].item()} at epoch {epoch} step {step}")
+            raise FloatingPointError(
+                f"loss is {losses['total'].item()} at epoch {epoch} step {step}"
+            )
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)

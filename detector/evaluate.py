@@ -53,7 +53,9 @@ def average_precision(
         res = metric.compute()
         present = [int(c) for c in torch.atleast_1d(res["classes"])]
         per_class = torch.atleast_1d(res["map_per_class"]).tolist()
-        out[key] = {CLASSES[c].value: round(float(v), 4) for c, v in zip(present, per_class)}
+        out[key] = {
+            CLASSES[c].value: round(float(v), 4) for c, v in zip(present, per_class, strict=True)
+        }
         out[key]["mean"] = round(float(res["map"]), 4)
     return out
 
@@ -67,7 +69,7 @@ def precision_recall(
 ) -> dict[str, dict[str, float]]:
     """Greedy one-to-one matching at ``threshold``: precision and recall per class."""
     stats = {c.value: [0, 0, 0] for c in CLASSES}  # tp, fp, fn
-    for (boxes, scores, classes), s in zip(preds, samples):
+    for (boxes, scores, classes), s in zip(preds, samples, strict=True):
         for cid, cls in enumerate(CLASSES):
             pb = torch.as_tensor(boxes[(scores >= threshold) & (classes == cid)])
             tb = torch.as_tensor(s.boxes[s.classes == cid] * input_size)

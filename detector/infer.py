@@ -64,7 +64,7 @@ class Detector:
             max_detections=self.cfg.max_detections,
         )
         out = []
-        for frame, (boxes, scores, classes) in zip(frames, preds):
+        for frame, (boxes, scores, classes) in zip(frames, preds, strict=True):
             w, h = frame.size
             scale = np.array([w / s, h / s, w / s, h / s], np.float32)
             xyxy = np.clip(boxes * scale, 0, [w, h, w, h]).astype(np.float32)

@@ -1,7 +1,7 @@
 """CenterNet training targets and losses.
 
-Each box becomes a peak of an elliptical Gaussian on its class heatmap at its centre cell (stride 4),
-plus a log-size and a sub-cell offset regressed at that cell.
+Each box becomes a peak of an elliptical Gaussian on its class heatmap at its centre cell
+(stride 4), plus a log-size and a sub-cell offset regressed at that cell.
 """
 
 from __future__ import annotations

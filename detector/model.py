@@ -1,6 +1,7 @@
 """The detector network: a compact CenterNet-style CNN built from torchvision parts.
 
-Backbone: a convolutional stem and four stages of torchvision ResNet ``BasicBlock``s (strides 4 to 32).
+Backbone: a convolutional stem and four stages of torchvision ResNet ``BasicBlock``s (strides 4
+to 32).
 Neck: torchvision's ``FeaturePyramidNetwork`` merges the stages top-down; the stride-4 map feeds the
 heads. Heads: a per-class centre heatmap, box size (log width/height in output cells) and the
 sub-cell offset of the centre. Decoding keeps heatmap peaks (3x3 max-pool) and then applies
@@ -46,9 +47,7 @@ class ModelConfig:
 
 
 def _stage(in_ch: int, out_ch: int, n_blocks: int) -> nn.Sequential:
-    down = nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, 1, stride=2, bias=False), nn.BatchNorm2d(out_ch)
-    )
+    down = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride=2, bias=False), nn.BatchNorm2d(out_ch))
     layers: list[nn.Module] = [BasicBlock(in_ch, out_ch, stride=2, downsample=down)]
     layers += [BasicBlock(out_ch, out_ch) for _ in range(n_blocks - 1)]
     return nn.Sequential(*layers)
@@ -56,6 +55,7 @@ def _stage(in_ch: int, out_ch: int, n_blocks: int) -> nn.Sequential:
 
 def _head(in_ch: int, out_ch: int, bias: float = 0.0) -> nn.Sequential:
     last = nn.Conv2d(in_ch, out_ch, 1)
+    assert last.bias is not None
     nn.init.constant_(last.bias, bias)
     return nn.Sequential(nn.Conv2d(in_ch, in_ch, 3, padding=1), nn.ReLU(inplace=True), last)
 

@@ -28,14 +28,14 @@ def evaluate_folder(
         raise ValueError(f"split {split!r}: expected all, val or train")
     weights = weights or DetectorConfig().weights
     threshold = TrackerConfig().high_threshold if threshold is None else threshold
-    device = pick_device("auto")
-    model, version = load_model(weights, device)
-    size = model.cfg.input_size
     samples = load_samples(data)
     if split != "all":
         samples = [s for s in samples if is_validation(s) == (split == "val")]
     if not samples:
         raise ValueError(f"{data}: no labelled frames in split {split!r}")
+    device = pick_device("auto")
+    model, version = load_model(weights, device)
+    size = model.cfg.input_size
     images = cache_images(samples, size)
     preds = predict(model, images, device, batch_size=16, score_threshold=0.01)
     report = evaluate_predictions(preds, samples, size, threshold)

@@ -1,8 +1,8 @@
 """``truckcount train``: arguments -> data -> model -> loop, with a checkpoint every epoch.
 
 A checkpoint is a plain dict ``{model, optimizer, lr_scheduler, epoch, args, classes, metrics,
-model_config}`` loaded with ``weights_only=True``. ``--resume`` continues a run, ``--init`` fine-tunes
-from another model's weights, ``--test-only`` evaluates and exits.
+model_config}`` loaded with ``weights_only=True``. ``--resume`` continues a run, ``--init``
+fine-tunes from another model's weights, ``--test-only`` evaluates and exits.
 """
 
 from __future__ import annotations
@@ -71,8 +71,13 @@ def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list
         raise ds.LabelError(f"{args.data}: the time split left {len(train)} train / {len(val)} val")
     night = [s for s in train if s.night]
     train = train + night * (args.night_oversample - 1)
-    log.info("train %d frames (%d night, x%d), val %d", len(train), len(night),
-             args.night_oversample, len(val))
+    log.info(
+        "train %d frames (%d night, x%d), val %d",
+        len(train),
+        len(night),
+        args.night_oversample,
+        len(val),
+    )
     with tqdm(total=len(train) + len(val), desc="caching images", leave=False) as bar:
         train_imgs = ds.cache_images(train, args.cache_size, bar.update)
         val_imgs = ds.cache_images(val, args.input_size, bar.update)
@@ -93,11 +98,13 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 def _optimizer(
     model: TruckNet, args: TrainArgs, steps: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay}], lr=args.lr
-    )
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": args.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.lr)
     warmup = min(300, max(steps // 20, 1))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: warmup_cosine(i, steps, warmup))
     return opt, sched
@@ -106,56 +113,94 @@ def _optimizer(
 def validate(
     model: TruckNet, val: list[ds.Sample], images: list[Any], device: torch.device, args: TrainArgs
 ) -> dict[str, Any]:
+    """Predict on the cached validation images and compute the detection report."""
     preds = predict(model, images, device, batch_size=16, amp=args.amp, score_threshold=0.01)
     return evaluate_predictions(preds, val, args.input_size, args.eval_threshold)
+
+
+def _restore(args: TrainArgs) -> tuple[TrainArgs, dict[str, Any] | None]:
+    """Load the --resume / --init checkpoint; a resumed run keeps its saved settings, and the
+    command decides only where it ends and where it writes."""
+    source = args.resume or args.init
+    if source is None:
+        return args, None
+    state = load_checkpoint(Path(source))
+    if args.resume:
+        args = replace(
+            TrainArgs(**state["args"]),
+            resume=args.resume,
+            test_only=args.test_only,
+            epochs=args.epochs,
+            output=args.output,
+            workers=args.workers,
+        )
+    return args, state
+
+
+def _epoch_checkpoint(
+    model: TruckNet, opt: torch.optim.Optimizer, sched: Any, args: TrainArgs, extra: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "lr_scheduler": sched.state_dict(),
+        "args": asdict(args),
+        "classes": [c.value for c in CLASSES],
+        "model_config": model.cfg.to_dict(),
+        **extra,
+    }
+
+
+def _loader(dataset: DetectionDataset, args: TrainArgs) -> DataLoader[Any]:
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.workers,
+        persistent_workers=args.workers > 0,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
 
 
 def run(args: TrainArgs) -> dict[str, Any]:
     """Train (or only evaluate) and return the last validation report."""
     seed_everything(args.seed)
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
     device = pick_device(args.device)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    state = load_checkpoint(Path(args.resume or args.init)) if (args.resume or args.init) else None
-    if state is not None and args.resume:
-        # a resumed run keeps its saved settings; the command decides where it ends and writes
-        args = replace(TrainArgs(**state["args"]), resume=args.resume, test_only=args.test_only,
-                       epochs=args.epochs, output=args.output, workers=args.workers)
+    args, state = _restore(args)
     cfg = ModelConfig.from_dict(state["model_config"]) if state else ModelConfig()
-    cfg = replace(cfg, input_size=args.input_size)
-    model = TruckNet(cfg).to(device).to(memory_format=torch.channels_last)
+    model = TruckNet(replace(cfg, input_size=args.input_size)).to(device)
+    model = model.to(memory_format=torch.channels_last)
     if state is not None:
         model.load_state_dict(state["model"])
     dataset, val, val_imgs = _load_data(args)
+    report = validate(model, val, val_imgs, device, args)
     if args.test_only:
-        report = validate(model, val, val_imgs, device, args)
         log.info("validation: %s", json.dumps(report["all"]))
         return report
-    loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                        num_workers=args.workers, persistent_workers=args.workers > 0,
-                        generator=torch.Generator().manual_seed(args.seed))
+    loader = _loader(dataset, args)
     opt, sched = _optimizer(model, args, args.epochs * len(loader))
     start_epoch, best = 0, -1.0
     if state is not None and args.resume:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["lr_scheduler"])
         start_epoch, best = int(state["epoch"]) + 1, float(state.get("best", -1.0))
-    report: dict[str, Any] = {}
     for epoch in range(start_epoch, args.epochs):
         t0 = time.monotonic()
         dataset.set_epoch(epoch)
         losses = train_one_epoch(model, loader, opt, sched, device, amp=args.amp, epoch=epoch)
         report = validate(model, val, val_imgs, device, args)
-        truck = float(report["all"]["ap50"].get("truck", 0.0))  # type: ignore[index]
-        metrics = {"epoch": epoch, "loss": losses, "val": report, "minutes": (time.monotonic() - t0) / 60}
-        log.info("epoch %d loss %.3f truck AP50 %.3f (%.1f min)", epoch, losses["total"], truck,
-                 metrics["minutes"])
+        truck = float(report["all"]["ap50"].get("truck", 0.0))
+        minutes = (time.monotonic() - t0) / 60
+        metrics = {"epoch": epoch, "loss": losses, "val": report, "minutes": minutes}
+        log.info(
+            "epoch %d loss %.3f truck AP50 %.3f (%.1f min)", epoch, losses["total"], truck, minutes
+        )
         best = max(best, truck)
-        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                "lr_scheduler": sched.state_dict(), "epoch": epoch, "args": asdict(args),
-                "classes": [c.value for c in CLASSES], "metrics": metrics,
-                "model_config": cfg.to_dict(), "best": best}
+        extra = {"epoch": epoch, "metrics": metrics, "best": best}
+        ckpt = _epoch_checkpoint(model, opt, sched, args, extra)
         save_checkpoint(ckpt, out / "checkpoint.pt")
         if truck >= best:
             save_checkpoint(ckpt, out / "best.pt")

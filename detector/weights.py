@@ -1,4 +1,4 @@
-"""Checkpoint files: safe loading (``weights_only=True``), atomic saving, device choice, versions."""
+"""Checkpoint files: safe loading (``weights_only=True``), atomic saving, device, versions."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True``; raise ``CheckpointError`` naming the file."""
+    """Load a checkpoint with ``weights_only=True``; ``CheckpointError`` names a bad file."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
@@ -37,7 +37,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot read checkpoint {path}: {first}") from exc
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
-        raise CheckpointError(f"{path} is not a truckcount checkpoint (expected keys {REQUIRED_KEYS})")
+        raise CheckpointError(
+            f"{path} is not a truckcount checkpoint (expected keys {REQUIRED_KEYS})"
+        )
     return state
 
 
@@ -52,7 +54,9 @@ def export_weights(checkpoint: Path, out: Path) -> str:
     """Write the slim shipping file (model, config, classes, metrics, args); return its version."""
     state = load_checkpoint(checkpoint)
     model = {k: v.clone() for k, v in state["model"].items()}
-    slim = {k: state[k] for k in ("model_config", "classes", "args", "epoch") if k in state}
+    slim: dict[str, Any] = {
+        k: state[k] for k in ("model_config", "classes", "args", "epoch") if k in state
+    }
     slim["model"] = model
     slim["metrics"] = {"val": state.get("metrics", {}).get("val", {})}
     save_checkpoint(slim, out)

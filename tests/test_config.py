@@ -39,7 +39,10 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
         ({"cameras": [_cam(timezone="Mars/Olympus")]}, "unknown IANA time zone 'Mars/Olympus'"),
         ({"cameras": [_cam(start="2021-11-15T13:17:09")]}, "needs a UTC offset"),
         ({"cameras": [_cam(lines=[{"a": [0, 0.5], "b": [0, 0.5]}])]}, "same point"),
-        ({"cameras": [_cam(lines=[{"a": [0, 1.5], "b": [1, 0.5]}])]}, r"expected coordinates in \[0, 1\]"),
+        (
+            {"cameras": [_cam(lines=[{"a": [0, 1.5], "b": [1, 0.5]}])]},
+            r"expected coordinates in \[0, 1\]",
+        ),
         ({"tracker": {"low_threshold": 0.6, "high_threshold": 0.5}}, "must not exceed"),
         ({"cameras": [_cam(), _cam()]}, "camera 'cam1' is configured twice"),
         (
@@ -63,11 +66,11 @@ def test_unknown_camera_lists_known_ones() -> None:
 
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read config .*missing.yaml"):
+    with pytest.raises(ConfigError, match=r"cannot read config .*missing\.yaml"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("cameras: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
         load_config(bad)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")

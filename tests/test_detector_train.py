@@ -1,4 +1,4 @@
-"""Training on a handful of synthetic frames: loss falls, checkpoints round-trip, bad labels fail."""
+"""Training on a few synthetic frames: loss falls, checkpoints round-trip, bad labels fail."""
 
 from __future__ import annotations
 
@@ -36,8 +36,18 @@ def make_dataset(root: Path, n_train: int = 8, n_val: int = 2) -> Path:
 
 
 def _args(data: Path, out: Path, **over: object) -> TrainArgs:
-    base = dict(data=str(data), output=str(out), epochs=3, batch_size=4, input_size=64,
-                cache_size=96, workers=0, lr=2e-3, amp=False, night_oversample=1)
+    base = dict(
+        data=str(data),
+        output=str(out),
+        epochs=3,
+        batch_size=4,
+        input_size=64,
+        cache_size=96,
+        workers=0,
+        lr=2e-3,
+        amp=False,
+        night_oversample=1,
+    )
     base.update(over)
     return TrainArgs(**base)  # type: ignore[arg-type]
 
@@ -74,7 +84,7 @@ def test_bad_label_line_names_file_and_line(tmp_path: Path) -> None:
 def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint .*junk.pt"):
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*junk\.pt"):
         load_checkpoint(junk)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "absent.pt")

@@ -20,8 +20,16 @@ from truckcount.types import (
 
 def _crossing(**over: object) -> Crossing:
     fields: dict[str, object] = dict(
-        camera_id="cam", line_id="l", track_id=1, class_name="truck", direction="in",
-        direction_name="toward", ts=T0, confidence=0.8, model_version="m", run_id="r",
+        camera_id="cam",
+        line_id="l",
+        track_id=1,
+        class_name="truck",
+        direction="in",
+        direction_name="toward",
+        ts=T0,
+        confidence=0.8,
+        model_version="m",
+        run_id="r",
     )
     fields.update(over)
     return Crossing(**fields)  # type: ignore[arg-type]
@@ -68,7 +76,9 @@ def test_detections_validate_shapes(kwargs: dict[str, object], message: str) -> 
 
 
 def test_detections_mask_returns_new_object() -> None:
-    dets = make_detections([[0, 0, 10, 10], [5, 5, 20, 30]], tracker_id=[7, 8], confidence=[0.2, 0.9])
+    dets = make_detections(
+        [[0, 0, 10, 10], [5, 5, 20, 30]], tracker_id=[7, 8], confidence=[0.2, 0.9]
+    )
     kept = dets[dets.confidence > 0.5]
     assert len(kept) == 1 and kept.tracker_id is not None and kept.tracker_id.tolist() == [8]
     assert len(dets) == 2

@@ -63,7 +63,9 @@ def _parse_start(value: str | None) -> datetime | None:
     try:
         ts = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise ValueError(f"--start {value!r} is not ISO 8601 (e.g. 2021-11-15T13:17:09+07:00)") from exc
+        raise ValueError(
+            f"--start {value!r} is not ISO 8601 (e.g. 2021-11-15T13:17:09+07:00)"
+        ) from exc
     if ts.utcoffset() is None:
         raise ValueError(f"--start {value!r} needs a UTC offset, e.g. +07:00")
     return ts
@@ -75,8 +77,9 @@ def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="warnings and errors only")] = False,
 ) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 @app.command()
@@ -94,8 +97,10 @@ def run(
     def go() -> None:
         cfg = _config(config)
         info, stats = run_recording(cfg, camera, source=str(video), start=_parse_start(start))
-        typer.echo(f"run {info.run_id}: {stats.frames} frames, {stats.crossings} crossings "
-                   f"(model {info.model_version})")
+        typer.echo(
+            f"run {info.run_id}: {stats.frames} frames, {stats.crossings} crossings "
+            f"(model {info.model_version})"
+        )
 
     _guard(go)
 
@@ -141,7 +146,9 @@ def validate_config(path: Annotated[Path, typer.Argument(help="YAML config file"
 @app.command()
 def train(
     data: Annotated[Path, typer.Argument(help="YOLO-format dataset folder (images/, labels/)")],
-    output: Annotated[Path, typer.Option(help="folder for checkpoints and log")] = Path("runs/train"),
+    output: Annotated[Path, typer.Option(help="folder for checkpoints and log")] = Path(
+        "runs/train"
+    ),
     epochs: Annotated[int, typer.Option(min=1)] = 28,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
@@ -160,10 +167,20 @@ def train(
     from truckcount.detector.train import run as train_run
 
     args = TrainArgs(
-        data=str(data), output=str(output), epochs=epochs, batch_size=batch_size, lr=lr,
-        input_size=input_size, seed=seed, workers=workers, device=device, amp=amp,
-        resume=str(resume) if resume else None, init=str(init) if init else None,
-        test_only=test_only, limit=limit,
+        data=str(data),
+        output=str(output),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        input_size=input_size,
+        seed=seed,
+        workers=workers,
+        device=device,
+        amp=amp,
+        resume=str(resume) if resume else None,
+        init=str(init) if init else None,
+        test_only=test_only,
+        limit=limit,
     )
     report = _guard(lambda: train_run(args))
     typer.echo(json.dumps(report.get("all", {}), indent=None))

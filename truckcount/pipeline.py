@@ -19,7 +19,7 @@ from truckcount.aggregator.lines import LineCounter
 from truckcount.aggregator.tracker import Tracker
 from truckcount.config import AppConfig, CameraConfig
 from truckcount.detector.infer import Detector
-from truckcount.ingest import open_source
+from truckcount.ingest import is_url, open_source, probe_video
 from truckcount.storage import repository as repo
 from truckcount.storage.database import open_database
 from truckcount.types import Crossing, Frame, RunInfo
@@ -71,7 +71,7 @@ def process_frames(
     last: datetime | None = None
     for batch in _batched(frames, detector.cfg.batch_size):
         first = first or batch[0].ts
-        for frame, dets in zip(batch, detector.predict(batch)):
+        for frame, dets in zip(batch, detector.predict(batch), strict=True):
             tracked = stages.tracker.update(dets, _media_seconds(frame, first))
             crossings = stages.counter.update(frame, tracked)
             if crossings:
@@ -108,7 +108,7 @@ def build_stages(cfg: AppConfig, camera: CameraConfig, run: RunInfo) -> CameraSt
 
 
 def _source_key(source: str) -> str:
-    return str(Path(source).resolve()) if "://" not in source else source
+    return source if is_url(source) else str(Path(source).resolve())
 
 
 def run_recording(
@@ -126,7 +126,9 @@ def run_recording(
             "pass --start (ISO 8601 with offset) or set `start` in the config"
         )
     camera = camera.model_copy(update={"source": source, "start": start})
-    frames = open_source(camera, start=start)  # fails fast on a bad file, before the model loads
+    if not is_url(source):
+        probe_video(Path(source))  # a missing or corrupt file fails before the model loads
+    frames = open_source(camera, start=start)
     detector = Detector(cfg.detector)
     engine = open_database(cfg.storage.url)
     run = RunInfo(
@@ -152,13 +154,24 @@ def _record_run(
     repo.begin_run(engine, run)
     log.info("run %s: camera %s, model %s", run.run_id, camera.id, run.model_version)
     try:
-        stats = process_frames(frames, detector, build_stages(cfg, camera, run),
-                               lambda c: repo.add_crossings(engine, c))
+        stats = process_frames(
+            frames,
+            detector,
+            build_stages(cfg, camera, run),
+            lambda c: repo.add_crossings(engine, c),
+        )
     except BaseException:
-        repo.finish_run(engine, run.run_id, status="failed", frames_analysed=0,
-                        media_start=None, media_end=None)
+        repo.finish_run(
+            engine, run.run_id, status="failed", frames_analysed=0, media_start=None, media_end=None
+        )
         raise
-    repo.finish_run(engine, run.run_id, status="complete", frames_analysed=stats.frames,
-                    media_start=stats.first_ts, media_end=stats.last_ts)
+    repo.finish_run(
+        engine,
+        run.run_id,
+        status="complete",
+        frames_analysed=stats.frames,
+        media_start=stats.first_ts,
+        media_end=stats.last_ts,
+    )
     log.info("run %s: %d frames, %d crossings", run.run_id, stats.frames, stats.crossings)
     return stats

@@ -29,9 +29,14 @@ def format_daily(rows: list[DailyCount], camera_id: str, tz: str, vehicle: Vehic
         body.append([day, *map(str, values), str(sum(values))])
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     title = f"{vehicle.value} crossings per local day ({tz}), camera {camera_id}"
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in
-                        enumerate(zip(row, widths))) for row in body]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines += [
+        "  ".join(
+            v.rjust(w) if i else v.ljust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in body
+    ]
     if not body:
         lines.append("(no crossings in this range)")
     return "\n".join(lines)
@@ -49,7 +54,9 @@ def daily_table(
     cls = _vehicle(vehicle)
     engine = open_database(url, create=False)
     try:
-        rows = repo.daily_counts(engine, camera_id, tz=tz, start=days[0], end=days[1], class_name=cls)
+        rows = repo.daily_counts(
+            engine, camera_id, tz=tz, start=days[0], end=days[1], class_name=cls
+        )
         zone = tz or repo.camera_timezone(engine, camera_id)
     finally:
         engine.dispose()

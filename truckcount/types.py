@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 
 
-class VehicleClass(str, Enum):
+class VehicleClass(StrEnum):
     """Classes the detector predicts; the index is the model's class id."""
 
     TRUCK = "truck"
@@ -34,7 +34,7 @@ class VehicleClass(str, Enum):
 CLASSES: tuple[VehicleClass, ...] = (VehicleClass.TRUCK, VehicleClass.BUS, VehicleClass.CAR)
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     """Way a track crosses a counting line from A to B.
 
     ``IN`` means the anchor point moved onto the right-hand side of the line A->B as drawn on the
@@ -116,7 +116,9 @@ class Detections:
             raise ValidationError(f"Detections.xyxy: expected shape (N, 4), got {xyxy.shape}")
         n = xyxy.shape[0]
         object.__setattr__(self, "xyxy", xyxy)
-        object.__setattr__(self, "confidence", _vector(self.confidence, n, np.float32, "confidence"))
+        object.__setattr__(
+            self, "confidence", _vector(self.confidence, n, np.float32, "confidence")
+        )
         object.__setattr__(self, "class_id", _vector(self.class_id, n, np.int64, "class_id"))
         if self.tracker_id is not None:
             object.__setattr__(
@@ -130,7 +132,9 @@ class Detections:
         """Select rows with a boolean mask or an index array; returns a new object."""
         idx = np.asarray(index)
         if idx.dtype == np.bool_ and idx.shape != (len(self),):
-            raise ValidationError(f"Detections mask: expected shape ({len(self)},), got {idx.shape}")
+            raise ValidationError(
+                f"Detections mask: expected shape ({len(self)},), got {idx.shape}"
+            )
         tid = None if self.tracker_id is None else self.tracker_id[idx]
         return Detections(self.xyxy[idx], self.confidence[idx], self.class_id[idx], tid)
 
