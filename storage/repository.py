@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, Row, Select, delete, func, insert, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.orm import aliased
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+
 from truckcount.storage.database import StorageError, UnknownCameraError, describe_error
 from truckcount.storage.models import CameraRow, CrossingRow, RunRow, RunStatus
-
 from truckcount.types import Crossing, DailyCount, RunInfo, VehicleClass
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select
+
 from truckcount.storage import (
     RunStatus,
     StorageError,
@@ -29,7 +30,6 @@ from truckcount.storage import (
     open_database,
 )
 from truckcount.storage.models import Base, CrossingRow
-
 from truckcount.types import Crossing, DailyCount, Direction, RunInfo, VehicleClass
 
 CAM = "cam1"
@@ -187,8 +187,9 @@ def test_reprocessing_a_source_supersedes_the_earlier_run(engine: Engine) -> Non
     for run_id, tracks in (("old-model", [1, 2, 3]), ("new-model", [4, 5])):
         begin_run(engine, run_info(run_id, source="same.mp4"))
         add_crossings(engine, [crossing(T0, t, run_id=run_id) for t in tracks])
-        finish_run(engine, run_id, status="complete", frames_analysed=1, media_start=T0,
-                   media_end=T0)
+        finish_run(
+            engine, run_id, status="complete", frames_analysed=1, media_start=T0, media_end=T0
+        )
     assert days(daily_counts(engine, CAM)) == [("2024-05-01", "gate", "north", 2)]
     assert count_crossings(engine, CAM) == 2
 

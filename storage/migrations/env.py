@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection, create_engine
+
 from truckcount.storage.models import Base
 
 
