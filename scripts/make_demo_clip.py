@@ -84,9 +84,7 @@ def frames_with_gaps_filled(
         yield index, previous
 
 
-def encode(
-    frames: Iterator[tuple[int, Image]], out: Path, args: argparse.Namespace
-) -> int:
+def encode(frames: Iterator[tuple[int, Image]], out: Path, args: argparse.Namespace) -> int:
     """Encode frames at exactly ``args.fps`` (pts = index - first index); returns the count."""
     fps, crf = args.fps, args.crf
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -135,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     files = find_frames(args.data / "images", args.sequence)
-    logger.info(
-        "%s: %d images, index %d..%d", args.sequence, len(files), min(files), max(files)
-    )
+    logger.info("%s: %d images, index %d..%d", args.sequence, len(files), min(files), max(files))
     frames = frames_with_gaps_filled(files, args.size)
     count = encode(frames, args.out, args)
     check_timing(args.out, args.fps, count)

@@ -216,6 +216,11 @@ def eval_detect(
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
+from truckcount.cli_eval import register  # noqa: E402 (needs eval_app)
+
+register(eval_app)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

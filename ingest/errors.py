@@ -1,0 +1,34 @@
+"""Errors raised by frame sources, and masking of credentials in what they report."""
+
+from __future__ import annotations
+
+import re
+
+# user:password@ (or user@) right after "scheme://"
+_USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
+# credentials passed as query parameters, e.g. "?user=admin&password=x"
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;](?:password|passwd|pwd|pass|secret|token|key|auth|signature)=)[^&;#\s]*"
+)
+
+
+class SourceError(RuntimeError):
+    """A frame source cannot be opened or read; the message names the source and the problem."""
+
+
+def mask_url(source: str) -> str:
+    """Return ``source`` safe to log: credentials in a URL are replaced by ``***``.
+
+    Hides the ``user:password@`` part and the values of query parameters that commonly carry
+    secrets (``password``, ``token``, ``key``, ...). Plain file paths come back unchanged.
+
+    Args:
+        source: a file path or a URL such as ``rtsp://user:secret@cam.local/stream1``.
+
+    Returns:
+        The same string with secrets masked, e.g. ``rtsp://***@cam.local/stream1``.
+    """
+    if "://" not in source:
+        return source
+    masked = _USERINFO.sub("***@", source)
+    return _SECRET_PARAM.sub(r"\1***", masked)

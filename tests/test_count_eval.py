@@ -1,0 +1,386 @@
+"""Count evaluation: ground-truth tracks from labels, crossing matching, and the accuracy gate.
+
+Label frames are 640x640 (normalised boxes x 640). The counting line "y60" runs across the frame
+at y = 0.6 (384 px), drawn left to right, so IN ("toward_camera") is downward; the hysteresis
+band is 0.01 x 905 px = 9 px either side.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from truckcount.aggregator.evaluate import (
+    CrossingPoint,
+    MatchResult,
+    count_errors,
+    count_table,
+    match_crossings,
+)
+from truckcount.aggregator.groundtruth import (
+    LabelledFrame,
+    SequenceClock,
+    ground_truth,
+    link_tracks,
+    load_spec,
+)
+from truckcount.cli import app
+from truckcount.config import CameraConfig, CounterConfig, DirectionNames, LineConfig
+from truckcount.detector.model import ModelConfig, TruckNet
+from truckcount.detector.weights import save_checkpoint
+from truckcount.ingest.images import ImageSequence, open_image_sequence
+from truckcount.types import CLASSES, Direction, VehicleClass
+
+TRUCK, BUS, CAR = VehicleClass.TRUCK, VehicleClass.BUS, VehicleClass.CAR
+IN, OUT = Direction.IN, Direction.OUT
+NAMES = DirectionNames(in_="toward_camera", out="away_from_camera")
+Y60 = LineConfig(id="y60", a=(0.0, 0.6), b=(1.0, 0.6), directions=NAMES)
+CAMERA = CameraConfig(id="km39", lines=(Y60,))
+START = datetime(2021, 11, 15, 6, 17, 9, tzinfo=UTC)
+CLOCK = SequenceClock(START, 5.0)
+SIZE = 640
+
+REPO = Path(__file__).resolve().parents[1]
+DATASET = Path(__file__).resolve().parents[2] / "shared/data/km39-cctv"
+BASELINE = REPO / "benchmarks/counting_baseline.json"
+SEQUENCES = REPO / "benchmarks/km39_sequences.yaml"
+
+
+def truck_tolerance(true: int) -> int:
+    """How many trucks a direction's count error may exceed the baseline's: max(1, 5 % of truth)."""
+    return max(1, math.ceil(0.05 * true))
+
+
+# One label: (anchor x, anchor y) in pixels of a 60 x 40 box, and its class.
+Label = tuple[float, float, VehicleClass]
+
+
+def labelled(index: int, labels: Sequence[Label], w: float = 60, h: float = 40) -> LabelledFrame:
+    boxes = [[x - w / 2, y - h, x + w / 2, y] for x, y, _ in labels]
+    return LabelledFrame(
+        index,
+        np.asarray(boxes, np.float32).reshape(-1, 4) / SIZE,
+        np.asarray([c.id for _, _, c in labels], np.int64),
+    )
+
+
+def table(rows: Sequence[tuple[int, Sequence[Label]]]) -> list[LabelledFrame]:
+    return [labelled(index, labels) for index, labels in rows]
+
+
+def gt_summary(frames: Sequence[LabelledFrame]) -> list[tuple[str, str, int]]:
+    """(class, direction name, deciding frame) of each ground-truth crossing."""
+    gt = ground_truth(frames, CAMERA, CounterConfig(), clock=CLOCK, size=(SIZE, SIZE))
+    return [(c.class_name.value, c.direction_name, CLOCK.index(c.ts)) for c in gt.crossings]
+
+
+def down(x: float, y0: float, step: float, n: int, cls: VehicleClass = TRUCK) -> list[Label]:
+    return [(x, y0 + k * step, cls) for k in range(n)]
+
+
+# A truck driving down the right carriageway (toward the camera) at 30 px/frame, y 330 -> 450,
+# and a car driving up the left one (away) at 25 px/frame, y 450 -> 350.
+TRUCK_DOWN = down(450, 330, 30, 5)
+CAR_UP = down(150, 450, -25, 5, CAR)
+SLOW = down(450, 300, 10, 6)
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected_ids"),
+    [
+        pytest.param(
+            [(k, [TRUCK_DOWN[k], CAR_UP[k]]) for k in range(5)],
+            [[1, 2]] * 5,
+            id="two vehicles, opposite ways",
+        ),
+        pytest.param(
+            [
+                (k, [CAR_UP[k], TRUCK_DOWN[k]]) if k % 2 else (k, [TRUCK_DOWN[k], CAR_UP[k]])
+                for k in range(5)
+            ],
+            [[1, 2], [2, 1], [1, 2], [2, 1], [1, 2]],
+            id="label order changes",
+        ),
+        pytest.param(
+            [(k, [SLOW[k]]) for k in (0, 3, 4)],
+            [[1], [1], [1]],
+            id="two missing frames bridged",
+        ),
+        pytest.param(
+            [(k, [SLOW[k]]) for k in (0, 1, 5)],
+            [[1], [1], [2]],
+            id="three missing frames end the track",
+        ),
+        pytest.param(
+            [(k, [(450, 300 + 55 * k, TRUCK if k % 2 else BUS)]) for k in range(4)],
+            [[1]] * 4,
+            id="fast (more than a box height per frame), class flickers",
+        ),
+        pytest.param(
+            [(0, [(450, 330, TRUCK)]), (1, [(450, 360, TRUCK), (450, 150, CAR)])],
+            [[1], [1, 2]],
+            id="a vehicle appears far away",
+        ),
+    ],
+)
+def test_link_tracks(rows: list[tuple[int, list[Label]]], expected_ids: list[list[int]]) -> None:
+    got = link_tracks(table(rows))
+    assert [ids.tolist() for ids in got] == expected_ids
+
+
+def test_link_tracks_rejects_a_size_jump() -> None:
+    frames = [labelled(0, [(450, 330, TRUCK)]), labelled(1, [(450, 340, TRUCK)], w=200, h=150)]
+    assert [ids.tolist() for ids in link_tracks(frames)] == [[1], [2]]
+
+
+def test_link_tracks_needs_increasing_indices() -> None:
+    with pytest.raises(ValueError, match="increasing"):
+        link_tracks(table([(3, []), (2, [])]))
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        pytest.param(
+            [(k, [TRUCK_DOWN[k], CAR_UP[k]]) for k in range(5)],
+            [("truck", "toward_camera", 3), ("car", "away_from_camera", 4)],
+            id="one each way",
+        ),
+        pytest.param(
+            [(k, [(450, 330 + 30 * k, CAR if k == 0 else TRUCK)]) for k in range(5)],
+            [("truck", "toward_camera", 3)],
+            id="class is the vote over the track",
+        ),
+        pytest.param(
+            [(0, [TRUCK_DOWN[0]]), (1, [TRUCK_DOWN[1]]), (4, [TRUCK_DOWN[4]])],
+            [("truck", "toward_camera", 4)],
+            id="crossing inside a short gap is decided on the next labelled frame",
+        ),
+        pytest.param(
+            [
+                (0, [(450, 330, TRUCK)]),
+                (1, [(450, 350, TRUCK)]),
+                (2, [(450, 370, TRUCK)]),
+                (6, [(450, 450, TRUCK)]),
+                (7, [(450, 470, TRUCK)]),
+                (8, [(450, 490, TRUCK)]),
+            ],
+            [],
+            id="crossing inside a long gap is not counted",
+        ),
+        pytest.param(
+            [(0, [(450, 360, TRUCK)]), (1, [(450, 395, TRUCK)])],
+            [],
+            id="track too short to count",
+        ),
+    ],
+)
+def test_ground_truth_crossings(
+    rows: list[tuple[int, list[Label]]], expected: list[tuple[str, str, int]]
+) -> None:
+    assert gt_summary(table(rows)) == expected
+
+
+def point(
+    t: float,
+    direction: Direction = IN,
+    cls: VehicleClass = TRUCK,
+    u: float = 0.7,
+    track: int = 1,
+    seq: str = "s",
+) -> CrossingPoint:
+    name = NAMES.in_ if direction is IN else NAMES.out
+    ts = START + timedelta(seconds=t)
+    return CrossingPoint(seq, "y60", direction, name, cls, ts, t, u, track)
+
+
+def outcome(result: MatchResult) -> dict[str, list[float]]:
+    """Times of the predicted (or, for misses, true) crossings per outcome."""
+    return {
+        "matched": [p.t for _, p in result.matched],
+        "wrong_direction": [p.t for _, p in result.wrong_direction],
+        "double_counts": [p.t for p in result.double_counts],
+        "extras": [p.t for p in result.extras],
+        "misses": [t.t for t in result.misses],
+    }
+
+
+def expect(**kw: list[float]) -> dict[str, list[float]]:
+    keys = ("matched", "wrong_direction", "double_counts", "extras", "misses")
+    return {k: kw.get(k, []) for k in keys}
+
+
+@pytest.mark.parametrize(
+    ("true", "pred", "expected"),
+    [
+        pytest.param([point(10)], [point(10.8)], expect(matched=[10.8]), id="within 1 s"),
+        pytest.param(
+            [point(10)], [point(11.2)], expect(extras=[11.2], misses=[10]), id="1.2 s late"
+        ),
+        pytest.param(
+            [point(10)],
+            [point(10.2), point(10.6, u=0.72)],
+            expect(matched=[10.2], double_counts=[10.6]),
+            id="double count",
+        ),
+        pytest.param(
+            [point(10)], [point(10.1, OUT)], expect(wrong_direction=[10.1]), id="wrong direction"
+        ),
+        pytest.param(
+            [point(10, u=0.6), point(10.2, u=0.9)],
+            [point(10.1, u=0.9), point(10.3, u=0.6)],
+            expect(matched=[10.3, 10.1]),
+            id="side by side: paired by place, not by order",
+        ),
+        pytest.param(
+            [point(10, u=0.2)],
+            [point(10, u=0.8)],
+            expect(extras=[10], misses=[10]),
+            id="same time, other side of the road",
+        ),
+        pytest.param(
+            [point(10, seq="a")],
+            [point(10, seq="b")],
+            expect(extras=[10], misses=[10]),
+            id="sequences never mix",
+        ),
+    ],
+)
+def test_match_crossings(
+    true: list[CrossingPoint], pred: list[CrossingPoint], expected: dict[str, list[float]]
+) -> None:
+    assert outcome(match_crossings(true, pred)) == expected
+
+
+def test_match_prefers_the_same_class() -> None:
+    true = [point(10, cls=CAR, u=0.70), point(10.3, cls=TRUCK, u=0.71)]
+    pred = [point(10.1, cls=TRUCK, u=0.70), point(10.2, cls=CAR, u=0.70)]
+    result = match_crossings(true, pred)
+    assert [(t.class_name, p.class_name) for t, p in result.matched] == [(CAR, CAR), (TRUCK, TRUCK)]
+    assert result.summary()["class_disagreements"] == 0
+
+
+def test_count_table_has_every_cell_and_errors() -> None:
+    true = [point(1), point(2), point(3, OUT), point(4, cls=CAR)]
+    pred = [point(1), point(3, OUT), point(3.5, OUT), point(4, cls=CAR)]
+    rows = count_table(true, pred, ["s"], [Y60])
+    assert len(rows) == 6  # 3 classes x 2 directions
+    cells = {(r.class_name, r.direction_name): (r.true, r.pred, r.error) for r in rows}
+    assert cells[(TRUCK, "toward_camera")] == (2, 1, -1)
+    assert cells[(TRUCK, "away_from_camera")] == (1, 2, 1)
+    assert cells[(BUS, "toward_camera")] == (0, 0, 0)
+    errors = count_errors(rows)
+    assert errors["mae"] == pytest.approx(2 / 6, abs=1e-4)
+    assert errors["mape"] == pytest.approx((0.5 + 1.0 + 0.0) / 3, abs=1e-4)
+
+
+def test_image_sequence_gaps_and_clock(tmp_path: Path) -> None:
+    for index in (0, 1, 4):
+        cv2.imwrite(str(tmp_path / f"cam-{index:05d}.jpg"), np.zeros((8, 12, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "other-00002.jpg"), np.zeros((8, 12, 3), np.uint8))
+    seq = ImageSequence.scan(tmp_path, "cam")
+    assert seq.gaps == [2, 3]
+    frames = list(open_image_sequence(seq, camera_id="c", start=START, fps=4.0, first=1))
+    assert [f.index for f in frames] == [1, 4]
+    assert [f.ts - START for f in frames] == [timedelta(seconds=0.25), timedelta(seconds=1.0)]
+    assert frames[0].size == (12, 8)
+
+
+def make_clip(root: Path) -> Path:
+    """A labelled 8-frame clip: one truck driving down through y = 0.6; frame 5 is missing and
+    frame 6 has an empty label file (both gaps), plus a random-weight model and a config."""
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "data.yaml").write_text("names:\n  0: big truck\n  1: car\n")
+    for k in (0, 1, 2, 3, 4, 6, 7):
+        cy = 0.35 + 0.06 * k
+        img = np.full((96, 96, 3), 90, np.uint8)
+        cv2.imwrite(str(root / "images" / f"clip-{k:05d}.jpg"), img)
+        label = "" if k == 6 else f"0 0.5 {cy:.4f} 0.2 0.2\n"
+        (root / "labels" / f"clip-{k:05d}.txt").write_text(label)
+    model = TruckNet(ModelConfig(input_size=64))
+    state = {
+        "model": model.state_dict(),
+        "model_config": model.cfg.to_dict(),
+        "classes": [c.value for c in CLASSES],
+    }
+    save_checkpoint(state, root / "tiny.pt")
+    line = "{id: y60, a: [0, 0.6], b: [1, 0.6], directions: {in: toward, out: away}}"
+    (root / "cfg.yaml").write_text(
+        "detector: {weights: tiny.pt, device: cpu}\n"
+        f"cameras: [{{id: cam, analysis_fps: 5, lines: [{line}]}}]\n"
+    )
+    return root
+
+
+def test_eval_counts_command(tmp_path: Path) -> None:
+    """The command wires labels, the pipeline and the report (a random model predicts ~nothing)."""
+    root = make_clip(tmp_path)
+    baseline = tmp_path / "baseline.json"
+    args = ["eval", "counts", str(root), "--config", str(root / "cfg.yaml")]
+    result = CliRunner().invoke(app, [*args, "--json", "--write-baseline", str(baseline)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (seq,) = report["sequences"]
+    assert (seq["name"], seq["frames"], seq["unobserved_frames"]) == ("clip", 6, 2)
+    truck_in = [r for r in report["counts"] if (r["class"], r["direction"]) == ("truck", "toward")]
+    assert truck_in[0]["true"] == 1
+    kinds = {"matched", "wrong_direction", "double_counts", "extras", "misses"}
+    assert set(report["crossings"]) == kinds
+    assert "crossings" not in json.loads(baseline.read_text())
+    plain = CliRunner().invoke(app, args)
+    assert plain.exit_code == 0 and "misses:" in plain.stdout
+
+
+# --- accuracy gate on the real km39 validation frames -----------------------------------------
+
+
+def _require(path: Path, what: str) -> None:
+    if path.exists():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} missing at {path} (required under CI=true)")
+    pytest.skip(f"{what} not available at {path}")
+
+
+@pytest.mark.slow
+def test_truck_counts_do_not_regress() -> None:
+    """Truck count error per validation sequence and direction stays within the tolerance."""
+
+    from truckcount.aggregator.groundtruth import BenchmarkSpec
+    from truckcount.config import DEFAULT_WEIGHTS, load_config
+    from truckcount.count_eval import evaluate_counts
+
+    _require(DATASET, "the km39 dataset")
+    _require(DEFAULT_WEIGHTS, "the shipped model")
+    cfg = load_config(REPO / "demo/km39.yaml")
+    cfg = cfg.model_copy(
+        update={"detector": cfg.detector.model_copy(update={"weights": DEFAULT_WEIGHTS})}
+    )
+    spec = load_spec(SEQUENCES)
+    val = BenchmarkSpec(sequences=tuple(s for s in spec.sequences if s.role == "validation"))
+    report = evaluate_counts(DATASET, cfg, val)
+    baseline = json.loads(BASELINE.read_text())
+    base = {(r["sequence"], r["direction"]): r for r in baseline["counts"] if r["class"] == "truck"}
+    failures = []
+    for row in report["counts"]:
+        if row["class"] != "truck":
+            continue
+        ref = base[(row["sequence"], row["direction"])]
+        assert row["true"] == ref["true"], f"ground truth changed: {row} vs baseline {ref}"
+        allowed = abs(ref["error"]) + truck_tolerance(ref["true"])
+        if abs(row["error"]) > allowed:
+            failures.append(
+                f"{row['sequence']} {row['direction']}: error {row['error']:+d}, "
+                f"baseline {ref['error']:+d}, allowed |error| <= {allowed}"
+            )
+    assert not failures, "truck counts regressed:\n" + "\n".join(failures)
