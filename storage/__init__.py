@@ -1,7 +1,8 @@
-"""Storage: crossings and runs in SQL (SQLite or PostgreSQL), read back as daily counts.
+"""Storage: crossings, coverage and runs in SQL (SQLite or PostgreSQL), read back as buckets.
 
 ``open_database(url)`` migrates the schema to the newest Alembic revision and returns an engine;
-the functions of ``repository`` take that engine first and speak truckcount's types.
+the functions of ``repository`` (writing) and ``query`` (reading) take that engine first and speak
+truckcount's types.
 """
 
 from truckcount.storage.database import (
@@ -11,13 +12,19 @@ from truckcount.storage.database import (
     open_database,
 )
 from truckcount.storage.models import RunStatus
+from truckcount.storage.query import (
+    bucket_counts,
+    bucket_frame,
+    count_crossings,
+    daily_counts,
+    visible_runs,
+)
 from truckcount.storage.repository import (
     RunRecord,
+    add_coverage,
     add_crossings,
     begin_run,
     camera_timezone,
-    count_crossings,
-    daily_counts,
     ensure_camera,
     finish_run,
     list_runs,
@@ -28,8 +35,11 @@ __all__ = [
     "RunStatus",
     "StorageError",
     "UnknownCameraError",
+    "add_coverage",
     "add_crossings",
     "begin_run",
+    "bucket_counts",
+    "bucket_frame",
     "camera_timezone",
     "count_crossings",
     "daily_counts",
@@ -38,4 +48,5 @@ __all__ = [
     "list_runs",
     "mask_url",
     "open_database",
+    "visible_runs",
 ]

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: cameras, runs and the crossings every count is built from.
+"""SQLAlchemy tables: cameras, runs, the crossings every count is built from, and coverage.
 
 Every timestamp column is an instant in UTC. SQLite has no time zone type, so ``UTCDateTime``
 stores naive UTC there and hands back timezone-aware UTC datetimes on every backend.
@@ -111,6 +111,7 @@ class RunRow(Base):
     frames_analysed: Mapped[int] = mapped_column(Integer)
     media_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
     media_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    available_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CrossingRow(Base):
@@ -135,3 +136,23 @@ class CrossingRow(Base):
     ts: Mapped[datetime] = mapped_column(UTCDateTime())
     confidence: Mapped[float] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(128))
+
+
+class CoverageRow(Base):
+    """A span of video one run analysed: buckets inside it count, buckets outside read NULL."""
+
+    __tablename__ = "coverage"
+    __table_args__ = (
+        CheckConstraint('"end" >= start', name="ordered"),
+        Index("ix_coverage_run_id", "run_id"),
+        Index("ix_coverage_camera_id_start", "camera_id", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.run_id"))
+    camera_id: Mapped[str] = mapped_column(String(128))
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    end: Mapped[datetime] = mapped_column(UTCDateTime())
+    frames_analysed: Mapped[int] = mapped_column(Integer)
+    frames_dropped: Mapped[int] = mapped_column(Integer)
+    gap_reason: Mapped[str | None] = mapped_column(Text)

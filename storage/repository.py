@@ -1,4 +1,4 @@
-"""Functions over truckcount's types that read and write the database.
+"""Functions over truckcount's types that write the database (reads are in ``query``).
 
 Every function takes the engine from ``open_database`` first and runs in one transaction of its
 own. Crossings count only once their run is ``complete``, so a crashed or still running run never
@@ -9,30 +9,22 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Engine, Row, Select, delete, func, insert, select
+from sqlalchemy import Connection, Engine, Row, delete, insert, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from truckcount.storage.database import StorageError, UnknownCameraError, describe_error
-from truckcount.storage.models import CameraRow, CrossingRow, RunRow, RunStatus
-from truckcount.types import Crossing, DailyCount, RunInfo, VehicleClass
+from truckcount.storage.models import CameraRow, CoverageRow, CrossingRow, RunRow, RunStatus
+from truckcount.types import Crossing, RunInfo
 
 log = logging.getLogger(__name__)
-
-# Local-day edges are decided exactly in Python; the SQL range only has to contain them, and a
-# few hours of slack covers every DST shift.
-_EDGE_SLACK = timedelta(hours=3)
-
-SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 @dataclass(frozen=True)
@@ -51,6 +43,7 @@ class RunRecord:
     frames_analysed: int
     media_start: datetime | None
     media_end: datetime | None
+    available_at: datetime | None
 
 
 # --- writing ------------------------------------------------------------------------------------
@@ -97,6 +90,7 @@ def begin_run(engine: Engine, run: RunInfo) -> None:
         "frames_analysed": 0,
         "media_start": None,
         "media_end": None,
+        "available_at": None,
     }
     with engine.begin() as conn:
         _camera_timezone(conn, run.camera_id)
@@ -105,6 +99,7 @@ def begin_run(engine: Engine, run: RunInfo) -> None:
             conn.execute(insert(RunRow).values(run_id=run.run_id, **values))
             return
         gone = conn.execute(delete(CrossingRow).where(CrossingRow.run_id == run.run_id)).rowcount
+        conn.execute(delete(CoverageRow).where(CoverageRow.run_id == run.run_id))
         conn.execute(sql_update(RunRow).where(RunRow.run_id == run.run_id).values(**values))
     log.info("run %s restarts: deleted %d crossings of its earlier attempt", run.run_id, gone)
 
@@ -140,6 +135,8 @@ def finish_run(
 ) -> None:
     """Close a running run as ``complete`` (its crossings start counting) or ``failed``.
 
+    A complete run's ``available_at`` is set to now: as-of queries see it from then on.
+
     Args:
         engine: from ``open_database``.
         run_id: a run started with ``begin_run``.
@@ -155,9 +152,11 @@ def finish_run(
     _check_media_span(media_start, media_end)
     if frames_analysed < 0:
         raise StorageError(f"frames_analysed: expected >= 0, got {frames_analysed}")
+    now = datetime.now(UTC)
     values = {
         "status": final.value,
-        "finished_at": datetime.now(UTC),
+        "finished_at": now,
+        "available_at": now if final is RunStatus.COMPLETE else None,
         "frames_analysed": frames_analysed,
         "media_start": media_start,
         "media_end": media_end,
@@ -172,76 +171,49 @@ def finish_run(
     log.info("run %s %s after %d frames", run_id, final.value, frames_analysed)
 
 
+def add_coverage(
+    engine: Engine,
+    run_id: str,
+    start: datetime,
+    end: datetime,
+    frames_analysed: int,
+    frames_dropped: int = 0,
+    gap_reason: str | None = None,
+) -> None:
+    """Record that a running run analysed the video from ``start`` to ``end`` (aware).
+
+    Buckets overlapping no coverage read NULL; ``gap_reason`` says why frames were lost.
+
+    Raises:
+        StorageError: unknown run, a run no longer running, naive or reversed times, or negative
+            frame counts.
+    """
+    _check_media_span(start, end)
+    if frames_analysed < 0 or frames_dropped < 0:
+        raise StorageError(
+            f"frame counts: expected >= 0, got {frames_analysed} analysed, {frames_dropped} dropped"
+        )
+    with engine.begin() as conn:
+        run = conn.execute(
+            select(RunRow.camera_id, RunRow.status).where(RunRow.run_id == run_id)
+        ).first()
+        if run is None:
+            raise StorageError(f"coverage for unknown run {run_id!r}; call begin_run first")
+        if run.status != RunStatus.RUNNING.value:
+            raise StorageError(f"run {run_id!r} is {run.status}; it takes no more coverage")
+        values = {
+            "run_id": run_id,
+            "camera_id": run.camera_id,
+            "start": start,
+            "end": end,
+            "frames_analysed": frames_analysed,
+            "frames_dropped": frames_dropped,
+            "gap_reason": gap_reason,
+        }
+        conn.execute(insert(CoverageRow).values(values))
+
+
 # --- reading ------------------------------------------------------------------------------------
-
-
-def daily_counts(
-    engine: Engine,
-    camera_id: str,
-    *,
-    tz: str | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    class_name: VehicleClass = VehicleClass.TRUCK,
-) -> list[DailyCount]:
-    """Count crossings of complete runs per local day, line and direction.
-
-    Args:
-        engine: from ``open_database``.
-        camera_id: a registered camera.
-        tz: IANA time zone of the local day; defaults to the camera's stored zone.
-        start: first local day to include, or None for no lower bound.
-        end: last local day to include (inclusive), or None for no upper bound.
-        class_name: the vehicle class to count.
-
-    Returns:
-        One ``DailyCount`` per (day, line, direction name) with at least one crossing, ordered
-        by day, line and direction name. Days without crossings are absent.
-
-    Raises:
-        UnknownCameraError: the camera is not registered.
-        StorageError: unknown time zone, or ``end`` before ``start``.
-    """
-    if start is not None and end is not None and end < start:
-        raise StorageError(f"end {end} is before start {start}")
-    cls = VehicleClass(class_name)
-    with engine.connect() as conn:
-        zone = _zone(tz or _camera_timezone(conn, camera_id))
-        columns = select(CrossingRow.line_id, CrossingRow.direction_name, CrossingRow.ts)
-        stmt = _counted(columns, camera_id, cls)
-        if start is not None:
-            stmt = stmt.where(CrossingRow.ts >= _local_midnight(start, zone) - _EDGE_SLACK)
-        if end is not None:
-            next_day = _local_midnight(end + timedelta(days=1), zone)
-            stmt = stmt.where(CrossingRow.ts < next_day + _EDGE_SLACK)
-        rows = conn.execute(stmt).all()
-    tally = _tally_local_days(rows, zone, start, end)
-    return [
-        DailyCount(camera_id, line_id, day.isoformat(), direction_name, cls, n)
-        for (day, line_id, direction_name), n in sorted(tally.items())
-    ]
-
-
-def count_crossings(
-    engine: Engine,
-    camera_id: str,
-    class_name: VehicleClass | None = None,
-    *,
-    include_unfinished: bool = False,
-) -> int:
-    """Number of stored crossings of a camera, of one class or all.
-
-    Only complete runs count unless ``include_unfinished`` is true.
-
-    Raises:
-        UnknownCameraError: the camera is not registered.
-    """
-    cls = None if class_name is None else VehicleClass(class_name)
-    with engine.connect() as conn:
-        _camera_timezone(conn, camera_id)
-        total = select(func.count()).select_from(CrossingRow)
-        stmt = _counted(total, camera_id, cls, include_unfinished=include_unfinished)
-        return int(conn.scalar(stmt) or 0)
 
 
 def camera_timezone(engine: Engine, camera_id: str) -> str:
@@ -278,50 +250,6 @@ def _camera_timezone(conn: Connection, camera_id: str) -> str:
         known = conn.scalars(select(CameraRow.id).order_by(CameraRow.id)).all()
         raise UnknownCameraError(camera_id, known)
     return stored
-
-
-def _counted(
-    stmt: SelectT, camera_id: str, cls: VehicleClass | None, *, include_unfinished: bool = False
-) -> SelectT:
-    """Narrow ``stmt`` over crossings to the camera's ones that count.
-
-    They count when their run is complete and is the latest complete run of its source: a
-    recording processed again (another model, another start) supersedes the earlier result
-    instead of adding to it.
-    """
-    stmt = stmt.where(CrossingRow.camera_id == camera_id)
-    if cls is not None:
-        stmt = stmt.where(CrossingRow.class_name == cls.value)
-    if not include_unfinished:
-        later = aliased(RunRow)
-        newer_exists = (
-            select(later.run_id)
-            .where(later.camera_id == RunRow.camera_id, later.source == RunRow.source)
-            .where(later.status == RunStatus.COMPLETE.value)
-            .where(later.finished_at > RunRow.finished_at)
-            .exists()
-        )
-        stmt = stmt.join(RunRow, RunRow.run_id == CrossingRow.run_id)
-        stmt = stmt.where(RunRow.status == RunStatus.COMPLETE.value, ~newer_exists)
-    return stmt
-
-
-def _tally_local_days(
-    rows: Iterable[Sequence[Any]],
-    zone: ZoneInfo,
-    start: date | None,
-    end: date | None,
-) -> Counter[tuple[date, str, str]]:
-    tally: Counter[tuple[date, str, str]] = Counter()
-    for line_id, direction_name, ts in rows:
-        day = ts.astimezone(zone).date()
-        if (start is None or day >= start) and (end is None or day <= end):
-            tally[(day, line_id, direction_name)] += 1
-    return tally
-
-
-def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
 
 
 def _zone(name: str) -> ZoneInfo:

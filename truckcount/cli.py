@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
@@ -25,10 +25,13 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(help="Measure the detector and the counts.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 log = logging.getLogger("truckcount")
 T = TypeVar("T")
 
+OutputFormatOpt = Literal["table", "csv", "json"]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file", show_default=False)
 ]
@@ -57,18 +60,31 @@ def _config(path: Path | None) -> AppConfig:
     return load_config(path) if path is not None else AppConfig()
 
 
-def _parse_start(value: str | None) -> datetime | None:
+def _parse_instant(option: str, value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
         ts = datetime.fromisoformat(value)
     except ValueError as exc:
         raise ValueError(
-            f"--start {value!r} is not ISO 8601 (e.g. 2021-11-15T13:17:09+07:00)"
+            f"{option} {value!r} is not ISO 8601 (e.g. 2021-11-15T13:17:09+07:00)"
         ) from exc
     if ts.utcoffset() is None:
-        raise ValueError(f"--start {value!r} needs a UTC offset, e.g. +07:00")
+        raise ValueError(f"{option} {value!r} needs a UTC offset, e.g. +07:00")
     return ts
+
+
+def _parse_start(value: str | None) -> datetime | None:
+    return _parse_instant("--start", value)
+
+
+def _parse_day(option: str, value: str | None) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{option} {value!r} is not a day, expected YYYY-MM-DD") from None
 
 
 @app.callback()
@@ -110,21 +126,57 @@ def counts(
     camera: Annotated[str, typer.Option(help="camera id")],
     config: ConfigOpt = None,
     db: Annotated[str | None, typer.Option(help="database URL (overrides the config)")] = None,
-    daily: Annotated[bool, typer.Option("--daily", help="one row per local day")] = True,
+    hourly: Annotated[
+        bool, typer.Option("--hourly/--daily", help="local clock hours, or local days")
+    ] = False,
     from_: Annotated[str | None, typer.Option("--from", help="first local day, YYYY-MM-DD")] = None,
     to: Annotated[str | None, typer.Option("--to", help="last local day, YYYY-MM-DD")] = None,
     tz: Annotated[str | None, typer.Option(help="IANA zone of the local day")] = None,
     vehicle: Annotated[str, typer.Option("--class", help="truck, bus or car")] = "truck",
+    line: Annotated[str | None, typer.Option(help="only this line id")] = None,
+    direction: Annotated[str | None, typer.Option(help="only this direction name")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="what was known at this instant, ISO 8601 with offset")
+    ] = None,
+    model_version: Annotated[str | None, typer.Option(help="only this model version")] = None,
+    fmt: Annotated[OutputFormatOpt, typer.Option("--format", help="table, csv or json")] = "table",
 ) -> None:
-    """Print daily counts per line and direction."""
-    from truckcount.query import daily_table
+    """Print hourly or daily counts per line and direction; uncovered buckets print empty."""
+    from truckcount.query import CountsRequest, OutputFormat, fetch, render
+    from truckcount.types import BucketWidth
 
     def go() -> None:
         cfg = _config(config)
-        url = db or cfg.storage.url
-        day_from = date.fromisoformat(from_) if from_ else None
-        day_to = date.fromisoformat(to) if to else None
-        typer.echo(daily_table(url, camera, tz=tz, days=(day_from, day_to), vehicle=vehicle))
+        req = CountsRequest(
+            camera_id=camera,
+            width=BucketWidth.HOURLY if hourly else BucketWidth.DAILY,
+            tz=tz,
+            start=_parse_day("--from", from_),
+            end=_parse_day("--to", to),
+            line_id=line,
+            vehicle=vehicle,
+            direction_name=direction,
+            as_of=_parse_instant("--as-of", as_of),
+            model_version=model_version,
+        )
+        buckets, zone = fetch(db or cfg.storage.url, req)
+        typer.echo(render(buckets, req, zone, OutputFormat(fmt)))
+
+    _guard(go)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    config: ConfigOpt = None,
+    db: Annotated[str | None, typer.Option(help="database URL (overrides the config)")] = None,
+) -> None:
+    """Create the database if it is a missing SQLite file, and migrate it to the newest schema."""
+    from truckcount.storage import mask_url, open_database
+
+    def go() -> None:
+        url = db or _config(config).storage.url
+        open_database(url).dispose()
+        typer.echo(f"{mask_url(url)}: schema is up to date")
 
     _guard(go)
 

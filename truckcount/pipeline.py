@@ -10,7 +10,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -165,6 +165,9 @@ def _record_run(
             engine, run.run_id, status="failed", frames_analysed=0, media_start=None, media_end=None
         )
         raise
+    if stats.first_ts is not None and stats.last_ts is not None:
+        frame_s = timedelta(seconds=1 / camera.analysis_fps)
+        repo.add_coverage(engine, run.run_id, stats.first_ts, stats.last_ts + frame_s, stats.frames)
     repo.finish_run(
         engine,
         run.run_id,

@@ -1,12 +1,45 @@
-"""Read-side helpers shared by the CLI: daily counts as a printable table."""
+"""Read-side helpers shared by the CLI: buckets as a table, CSV or JSON.
+
+A bucket no analysed video covered is unknown: it prints as an empty cell (table, CSV) or
+``null`` (JSON), never as 0.
+"""
 
 from __future__ import annotations
 
-from datetime import date
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from truckcount.storage import repository as repo
-from truckcount.storage.database import open_database
-from truckcount.types import DailyCount, VehicleClass
+from truckcount.storage import bucket_counts, camera_timezone, open_database
+from truckcount.types import Bucket, BucketWidth, VehicleClass
+
+
+class OutputFormat(StrEnum):
+    """How ``truckcount counts`` prints its buckets."""
+
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+
+
+@dataclass(frozen=True)
+class CountsRequest:
+    """What ``truckcount counts`` asks of the database (see ``storage.bucket_counts``)."""
+
+    camera_id: str
+    width: BucketWidth = BucketWidth.DAILY
+    tz: str | None = None
+    start: date | None = None
+    end: date | None = None
+    line_id: str | None = None
+    vehicle: str = "truck"
+    direction_name: str | None = None
+    as_of: datetime | None = None
+    model_version: str | None = None
 
 
 def _vehicle(name: str) -> VehicleClass:
@@ -17,18 +50,90 @@ def _vehicle(name: str) -> VehicleClass:
         raise ValueError(f"unknown class {name!r} (expected one of: {known})") from None
 
 
-def format_daily(rows: list[DailyCount], camera_id: str, tz: str, vehicle: VehicleClass) -> str:
-    """One row per local day, one column per line/direction, and a total."""
-    columns = sorted({(r.line_id, r.direction_name) for r in rows})
-    days = sorted({r.day for r in rows})
-    cell = {(r.day, r.line_id, r.direction_name): r.count for r in rows}
-    head = ["day", *(f"{line}:{d}" for line, d in columns), "total"]
+def fetch(url: str, req: CountsRequest) -> tuple[list[Bucket], str]:
+    """The buckets ``req`` asks for from the database at ``url``, and the zone they are in."""
+    cls = _vehicle(req.vehicle)
+    engine = open_database(url, create=False)
+    try:
+        zone = req.tz or camera_timezone(engine, req.camera_id)
+        buckets = bucket_counts(
+            engine,
+            req.camera_id,
+            width=req.width,
+            tz=zone,
+            start=req.start,
+            end=req.end,
+            line_id=req.line_id,
+            class_name=cls,
+            direction_name=req.direction_name,
+            as_of=req.as_of,
+            model_version=req.model_version,
+        )
+    finally:
+        engine.dispose()
+    return buckets, zone
+
+
+def render(buckets: list[Bucket], req: CountsRequest, zone: str, fmt: OutputFormat) -> str:
+    """Buckets as text in ``fmt``; times are local ISO 8601 with their UTC offset."""
+    if fmt is OutputFormat.JSON:
+        return json.dumps([_record(b, zone) for b in buckets], indent=1)
+    if fmt is OutputFormat.CSV:
+        out = io.StringIO()
+        fields = ["start", "end", "line_id", "direction_name", "class_name", "count", "covered_s"]
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for b in buckets:
+            row = _record(b, zone)
+            writer.writerow({k: "" if row[k] is None else row[k] for k in fields})
+        return out.getvalue().rstrip("\n")
+    return _table(buckets, req, zone)
+
+
+def _record(b: Bucket, zone: str) -> dict[str, object]:
+    tz = ZoneInfo(zone)
+    return {
+        "start": b.start.astimezone(tz).isoformat(),
+        "end": b.end.astimezone(tz).isoformat(),
+        "line_id": b.line_id,
+        "direction_name": b.direction_name,
+        "class_name": b.class_name.value,
+        "count": b.count,
+        "covered_s": b.covered_s,
+    }
+
+
+def _label(b: Bucket, zone: ZoneInfo) -> str:
+    local = b.start.astimezone(zone)
+    if b.width is BucketWidth.DAILY:
+        return local.date().isoformat()
+    return local.isoformat(sep=" ", timespec="minutes")  # the offset tells DST hours apart
+
+
+def _table(buckets: list[Bucket], req: CountsRequest, zone: str) -> str:
+    """One row per bucket, one column per line:direction, a total and the share covered."""
+    tz = ZoneInfo(zone)
+    columns = sorted({(b.line_id, b.direction_name) for b in buckets})
+    rows: dict[datetime, dict[tuple[str, str], Bucket]] = {}
+    for b in buckets:
+        rows.setdefault(b.start, {})[(b.line_id, b.direction_name)] = b
+    head = ["local " + ("day" if req.width is BucketWidth.DAILY else "hour")]
+    head += [f"{line}:{d}" for line, d in columns] + ["total", "covered"]
     body = []
-    for day in days:
-        values = [cell.get((day, line, d), 0) for line, d in columns]
-        body.append([day, *map(str, values), str(sum(values))])
+    for start in sorted(rows):
+        cells = rows[start]
+        first = next(iter(cells.values()))
+        counts = [cells[c].count if c in cells else None for c in columns]
+        known = [n for n in counts if n is not None]
+        share = first.covered_s / (first.end - first.start).total_seconds()
+        total = str(sum(known)) if known else ""
+        values = ["" if n is None else str(n) for n in counts]
+        body.append([_label(first, tz), *values, total, f"{share:.0%}"])
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    title = f"{vehicle.value} crossings per local day ({tz}), camera {camera_id}"
+    title = (
+        f"{_vehicle(req.vehicle).value} crossings per local {head[0][6:]} ({zone}), "
+        f"camera {req.camera_id}; empty = not covered"
+    )
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     lines += [
         "  ".join(
@@ -38,26 +143,5 @@ def format_daily(rows: list[DailyCount], camera_id: str, tz: str, vehicle: Vehic
         for row in body
     ]
     if not body:
-        lines.append("(no crossings in this range)")
+        lines.append("(no analysed video in this range)")
     return "\n".join(lines)
-
-
-def daily_table(
-    url: str,
-    camera_id: str,
-    *,
-    tz: str | None,
-    days: tuple[date | None, date | None],
-    vehicle: str = "truck",
-) -> str:
-    """Daily counts of one camera from the database at ``url``, as text."""
-    cls = _vehicle(vehicle)
-    engine = open_database(url, create=False)
-    try:
-        rows = repo.daily_counts(
-            engine, camera_id, tz=tz, start=days[0], end=days[1], class_name=cls
-        )
-        zone = tz or repo.camera_timezone(engine, camera_id)
-    finally:
-        engine.dispose()
-    return format_daily(rows, camera_id, zone, cls)

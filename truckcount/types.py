@@ -46,6 +46,13 @@ class Direction(StrEnum):
     OUT = "out"
 
 
+class BucketWidth(StrEnum):
+    """Length of a time bucket: a local clock hour, or a local day (23, 24 or 25 hours)."""
+
+    HOURLY = "hourly"
+    DAILY = "daily"
+
+
 class ValidationError(ValueError):
     """A hand-off value was built with the wrong shape, type or content."""
 
@@ -211,3 +218,34 @@ class DailyCount:
     direction_name: str
     class_name: VehicleClass
     count: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Crossings of one series (camera, line, class, direction) in one local hour or day.
+
+    Attributes:
+        start: aware UTC start of the bucket (a local hour or local midnight).
+        end: aware UTC end; a daily bucket lasts 23 or 25 hours on DST change days.
+        count: crossings in the bucket, or None when no video of the bucket was analysed.
+        covered_s: seconds of the bucket covered by analysed video; below ``end - start`` the
+            count is partial.
+    """
+
+    camera_id: str
+    line_id: str
+    class_name: VehicleClass
+    direction_name: str
+    start: datetime
+    end: datetime
+    width: BucketWidth
+    count: int | None
+    covered_s: float
+
+    def __post_init__(self) -> None:
+        _require_utc(self.start, "Bucket.start")
+        _require_utc(self.end, "Bucket.end")
+        object.__setattr__(self, "class_name", VehicleClass(self.class_name))
+        object.__setattr__(self, "width", BucketWidth(self.width))
+        if self.count is None and self.covered_s > 0:
+            raise ValidationError(f"Bucket.count: expected a number, covered {self.covered_s} s")
