@@ -20,6 +20,10 @@ from truckcount.types import VehicleClass
 Box = list[float]
 Row = tuple[float, Sequence[Box], Sequence[float], Sequence[str]]  # t, boxes, scores, labels
 
+# The thresholds these tables are written for (pinned, so tuning the shipped defaults cannot
+# silently change what the tables test).
+CFG = TrackerConfig(high_threshold=0.5, low_threshold=0.15, new_track_threshold=0.55)
+
 
 def _key(box: Sequence[float]) -> tuple[float, ...]:
     return tuple(round(float(v), 2) for v in box)
@@ -27,7 +31,7 @@ def _key(box: Sequence[float]) -> tuple[float, ...]:
 
 def run_table(rows: Sequence[Row], cfg: TrackerConfig | None = None) -> Tracker:
     """Feed each row to a tracker and check the returned ids against the labels."""
-    tracker = Tracker(cfg or TrackerConfig())
+    tracker = Tracker(cfg or CFG)
     label_ids: dict[str, int] = {}
     for t, boxes, scores, labels in rows:
         out = tracker.update(make_detections(xyxy=boxes, confidence=scores), t)
@@ -152,7 +156,7 @@ def test_fast_truck_at_5fps_keeps_its_id(rows: list[Row]) -> None:
 
 def test_iou_gate_alone_loses_a_fast_tall_box() -> None:
     """Why ``max_center_distance`` exists: with IoU gating only, the track breaks."""
-    tracker = Tracker(TrackerConfig(max_center_distance=0.0))
+    tracker = Tracker(CFG.model_copy(update={"max_center_distance": 0.0}))
     ids: set[int] = set()
     for t, boxes, scores, _ in fast_path(w=30, h=60, vx=0.4, vy=0.0, growth=1.0):
         out = tracker.update(make_detections(xyxy=boxes, confidence=scores), t)
@@ -171,7 +175,7 @@ def test_iou_gate_alone_loses_a_fast_tall_box() -> None:
     ],
 )
 def test_lost_track_is_removed_after_lost_seconds(fps: int, t: float, active: bool) -> None:
-    tracker = Tracker(TrackerConfig(lost_seconds=1.5))
+    tracker = Tracker(CFG.model_copy(update={"lost_seconds": 1.5}))
     for k in range(int(0.4 * fps) + 1):
         tracker.update(make_detections(xyxy=[moving(0, 100 + 10 * k)]), k / fps)
     (track_id,) = tracker.active_ids()
@@ -205,7 +209,7 @@ def test_reappearing_box_keeps_id_and_ids_are_never_reused() -> None:
 def test_input_is_not_mutated_and_classes_pass_through() -> None:
     boxes = [box_centred(100, 100, 60, 40), box_centred(300, 100, 60, 40)]
     classes = [VehicleClass.CAR, VehicleClass.BUS]
-    tracker = Tracker(TrackerConfig())
+    tracker = Tracker(CFG)
     tracker.update(make_detections(xyxy=boxes, class_id=classes), 0.0)
     dets = make_detections(xyxy=boxes, tracker_id=[7, 8], confidence=[0.9, 0.8], class_id=classes)
     assert dets.tracker_id is not None
@@ -221,7 +225,7 @@ def test_input_is_not_mutated_and_classes_pass_through() -> None:
 
 
 def test_time_must_not_go_back() -> None:
-    tracker = Tracker(TrackerConfig())
+    tracker = Tracker(CFG)
     tracker.update(make_detections(), 1.0)
     with pytest.raises(ValueError, match="time went back"):
         tracker.update(make_detections(), 0.5)

@@ -95,9 +95,9 @@ class CounterConfig(StrictModel):
 class TrackerConfig(StrictModel):
     """Association of detections across frames."""
 
-    high_threshold: float = Field(0.5, gt=0, lt=1, description="first-stage detection score")
-    low_threshold: float = Field(0.15, gt=0, lt=1, description="second-stage detection score")
-    new_track_threshold: float = Field(0.55, gt=0, lt=1, description="score to start a track")
+    high_threshold: float = Field(0.3, gt=0, lt=1, description="first-stage detection score")
+    low_threshold: float = Field(0.1, gt=0, lt=1, description="second-stage detection score")
+    new_track_threshold: float = Field(0.35, gt=0, lt=1, description="score to start a track")
     match_iou: float = Field(0.2, gt=0, lt=1, description="minimum IoU to associate a box")
     max_center_distance: float = Field(
         0.5,
@@ -123,7 +123,7 @@ class DetectorConfig(StrictModel):
 
     weights: Path = Field(DEFAULT_WEIGHTS, description="checkpoint file (.pt)")
     score_threshold: float = Field(
-        0.15, ge=0.0, le=1.0, description="lowest score kept (the tracker's low threshold uses it)"
+        0.1, ge=0.0, le=1.0, description="lowest score kept (the tracker's low threshold uses it)"
     )
     nms_iou: float = Field(0.6, gt=0, le=1, description="IoU for torchvision batched NMS")
     batch_size: int = Field(8, ge=1, le=1024, description="frames per forward pass")
