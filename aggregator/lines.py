@@ -238,6 +238,8 @@ class LineCounter:
             return []
         mean_conf = state.conf_sums[class_id] / state.votes[class_id]
         confidence = min(max(mean_conf, 0.0), 1.0)
+        if confidence < self.cfg.min_confidence:
+            return []
         return [self._crossing(track_id, d, vehicle, confidence) for d in state.decisions.values()]
 
     def _crossing(

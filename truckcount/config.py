@@ -86,6 +86,13 @@ class CounterConfig(StrictModel):
         description="distance from the line (fraction of the frame diagonal) an anchor must reach "
         "on a side before that side is believed; stops jitter on the line from counting twice",
     )
+    min_confidence: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="a track's crossing counts only if the mean score of its boxes of the voted "
+        "class reaches this: weak, fragmentary tracks are left out",
+    )
     classes: tuple[VehicleClass, ...] = Field(
         (VehicleClass.TRUCK, VehicleClass.BUS, VehicleClass.CAR),
         description="classes whose crossings are recorded",
