@@ -19,13 +19,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 from scipy.optimize import linear_sum_assignment
 
 from truckcount.aggregator.lines import LineCounter
-from truckcount.config import CounterConfig, LineConfig, StrictModel
+from truckcount.config import LineConfig, StrictModel
 from truckcount.types import CLASSES, Crossing, Detections, Direction, Frame, VehicleClass
 
 _GATED = 1e6
@@ -138,24 +139,9 @@ class AnchorLog:
 class RecordingCounter(LineCounter):
     """A ``LineCounter`` that also logs every tracked anchor (evaluation only: grows per frame)."""
 
-    def __init__(
-        self,
-        camera_id: str,
-        lines: Sequence[LineConfig],
-        cfg: CounterConfig,
-        *,
-        model_version: str,
-        run_id: str,
-        track_timeout_s: float,
-    ) -> None:
-        super().__init__(
-            camera_id,
-            lines,
-            cfg,
-            model_version=model_version,
-            run_id=run_id,
-            track_timeout_s=track_timeout_s,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Same arguments as ``LineCounter``."""
+        super().__init__(*args, **kwargs)
         self.anchors = AnchorLog()
 
     @classmethod

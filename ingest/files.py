@@ -84,10 +84,12 @@ def open_video(
 ) -> Iterator[Frame]:
     """Decode a video file into frames stamped with their capture time.
 
-    The file is opened when iteration begins. A frame is kept when its presentation time reaches
-    the next sample time ``k / analysis_fps`` (see ``FrameSampler``); frames that are not kept
-    are decoded but never converted to images. A source slower than ``analysis_fps`` has every
-    frame kept.
+    The header is read at once, so a missing file, a non-video or a file without a video stream
+    fails here, before any model is loaded; decoding starts when iteration begins.
+
+    A frame is kept when its presentation time reaches the next sample time
+    ``k / analysis_fps`` (see ``FrameSampler``); frames that are not kept are decoded but never
+    converted to images. A source slower than ``analysis_fps`` has every frame kept.
 
     Damaged packets are skipped with a warning naming the file, as long as the decoder recovers.
     A file that ends earlier than its container says (a truncated recording whose index
@@ -105,25 +107,25 @@ def open_video(
         BGR uint8 image.
 
     Raises:
-        ValueError: ``start`` is naive or ``analysis_fps`` is not positive (raised at once).
-        SourceError: during iteration, when the file is missing, is not a video, has no video
-            stream, yields no decodable frame, or the decoder keeps failing.
+        ValueError: ``start`` is naive or ``analysis_fps`` is not positive.
+        SourceError: at once when the file is missing, is not a video or has no video stream;
+            during iteration when no frame can be decoded or the decoder keeps failing.
     """
     if start.utcoffset() is None:
         raise ValueError(f"start: expected a timezone-aware datetime, got naive {start!r}")
     sampler = FrameSampler(analysis_fps)
-    return _read_frames(Path(path), camera_id, start.astimezone(UTC), sampler)
+    info = probe_video(path)
+    _log_opened(camera_id, info, sampler)
+    return _read_frames(info, camera_id, start.astimezone(UTC), sampler)
 
 
 def _read_frames(
-    path: Path, camera_id: str, start: datetime, sampler: FrameSampler
+    info: VideoInfo, camera_id: str, start: datetime, sampler: FrameSampler
 ) -> Iterator[Frame]:
-    name = mask_url(str(path))
-    with _open_container(path) as container:
-        stream = _video_stream(container, path)
+    name = mask_url(str(info.path))
+    with _open_container(info.path) as container:
+        stream = _video_stream(container, info.path)
         stream.thread_type = "AUTO"
-        info = _describe(path, container, stream)
-        _log_opened(camera_id, info, sampler)
         clock = MediaClock(stream.time_base, info.fps, name)
         decoded = kept = 0
         for frame in _decode(container, stream, name):

@@ -6,9 +6,11 @@ import math
 from datetime import timedelta
 from fractions import Fraction
 
-# Frames are accepted this fraction of a sample interval early, so that presentation times
-# rounded to a coarse time base (a 5 fps camera stamped 0, 199, 400, 599 ms) do not skip samples.
-EARLY_TOLERANCE = Fraction(1, 8)
+# A frame may reach its sample time this early (an eighth of the sample interval, at most 20 ms),
+# so that jittery or coarsely rounded stamps (a 5 fps camera stamped 0, 199, 400, 599 ms) do not
+# skip samples, while at a low analysis rate the frame nearest after the grid point still wins.
+EARLY_FRACTION = Fraction(1, 8)
+EARLY_MAX_S = Fraction(1, 50)
 
 
 class FrameSampler:
@@ -28,7 +30,7 @@ class FrameSampler:
         if not analysis_fps > 0:
             raise ValueError(f"analysis_fps: expected > 0, got {analysis_fps}")
         self.rate = Fraction(analysis_fps).limit_denominator(1_000_000)
-        self._early = EARLY_TOLERANCE / self.rate
+        self._early = min(EARLY_FRACTION / self.rate, EARLY_MAX_S)
         self._k = 0
 
     @property

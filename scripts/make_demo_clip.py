@@ -21,6 +21,7 @@ import av
 import cv2
 import numpy as np
 import numpy.typing as npt
+from av.video.stream import VideoStream
 
 logger = logging.getLogger("make_demo_clip")
 
@@ -69,19 +70,21 @@ def frames_with_gaps_filled(
 ) -> Iterator[tuple[int, Image]]:
     """Yield (index, BGR image) for every index from the first to the last, repeating frames."""
     first, last = min(files), max(files)
-    previous: Image | None = None
+    previous = _load(files[first], size)  # the first index always exists
     for index in range(first, last + 1):
         path = files.get(index)
         if path is None:
             logger.info("frame %d missing: repeating frame %d", index, index - 1)
-            assert previous is not None  # the first index always exists
-            yield index, previous
-            continue
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SystemExit(f"cannot read image {path}")
-        previous = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        else:
+            previous = _load(path, size)
         yield index, previous
+
+
+def _load(path: Path, size: tuple[int, int]) -> Image:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SystemExit(f"cannot read image {path}")
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def encode(frames: Iterator[tuple[int, Image]], out: Path, args: argparse.Namespace) -> int:
@@ -96,6 +99,7 @@ def encode(frames: Iterator[tuple[int, Image]], out: Path, args: argparse.Namesp
         if args.creation_time:
             container.metadata["creation_time"] = args.creation_time
         stream = container.add_stream(codec, rate=fps, options=options)
+        assert isinstance(stream, VideoStream)
         stream.width, stream.height = args.size
         stream.pix_fmt = "yuv420p"
         time_base = Fraction(1, fps)

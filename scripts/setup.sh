@@ -22,8 +22,18 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/truckcou
   exit 0
 fi
 
+echo "setting up .venv (the first time installs torch and takes a few minutes)..." >&2
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet "${TORCH_PINS[@]}"
-.venv/bin/python -m pip install --quiet -e ".[dev]" "${TORCH_PINS[@]}"
+log=.venv/setup.log
+pip_install() {
+  .venv/bin/python -m pip install --quiet "$@" >>"$log" 2>&1 || {
+    tail -n 30 "$log" >&2
+    echo "error: pip install $* failed (full log: $log)" >&2
+    exit 1
+  }
+}
+pip_install --upgrade pip
+pip_install "${TORCH_PINS[@]}"
+pip_install -e ".[dev]" "${TORCH_PINS[@]}"
 echo "$want" > "$stamp"
+echo "set-up done" >&2

@@ -74,7 +74,7 @@ def counts(url: str, *args: str) -> str:
 def test_daily_table_has_the_day_total_and_coverage(url: str) -> None:
     out = counts(url).splitlines()
     assert out[1].split() == ["local", "day", "gate:north", "total", "covered"]
-    assert out[-1].split() == ["2024-05-01", "2", "2", "8%"]
+    assert out[-1].split() == ["2024-05-01", "2", "2", "2.0", "h", "(8.33%)"]
 
 
 def test_hourly_csv_prints_uncovered_hours_empty_and_quiet_hours_zero(url: str) -> None:
@@ -96,7 +96,7 @@ def test_as_of_before_the_run_shows_nothing_known(url: str) -> None:
     out = counts(
         url, "--as-of", "2020-01-01T00:00:00+00:00", "--from", "2024-05-01", "--to", "2024-05-01"
     )
-    assert out.splitlines()[-1].split() == ["2024-05-01", "0%"]
+    assert out.splitlines()[-1].split() == ["2024-05-01", "0", "s", "(0.00%)"]
 
 
 def test_model_version_and_line_filters(url: str) -> None:

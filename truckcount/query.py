@@ -128,7 +128,7 @@ def _table(buckets: list[Bucket], req: CountsRequest, zone: str) -> str:
         share = first.covered_s / (first.end - first.start).total_seconds()
         total = str(sum(known)) if known else ""
         values = ["" if n is None else str(n) for n in counts]
-        body.append([_label(first, tz), *values, total, f"{share:.0%}"])
+        body.append([_label(first, tz), *values, total, _coverage(first.covered_s, share)])
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     title = (
         f"{_vehicle(req.vehicle).value} crossings per local {head[0][6:]} ({zone}), "
@@ -145,3 +145,9 @@ def _table(buckets: list[Bucket], req: CountsRequest, zone: str) -> str:
     if not body:
         lines.append("(no analysed video in this range)")
     return "\n".join(lines)
+
+
+def _coverage(seconds: float, share: float) -> str:
+    """Covered time and share of the bucket, e.g. ``75 s (0.09%)`` or ``24.0 h (100%)``."""
+    amount = f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+    return f"{amount} ({share:.2%})" if share < 0.1 else f"{amount} ({share:.0%})"
