@@ -96,6 +96,8 @@ def _main(
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # migration chatter
 
 
 @app.command()
