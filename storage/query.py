@@ -147,6 +147,7 @@ def bucket_counts(
     direction_name: str | None = None,
     as_of: datetime | None = None,
     model_version: str | None = None,
+    known_series: Iterable[tuple[str, str]] = (),
 ) -> list[Bucket]:
     """Hourly or daily buckets of one camera, with coverage, as known at ``as_of``.
 
@@ -162,6 +163,8 @@ def bucket_counts(
         direction_name: only this direction name.
         as_of: aware instant; only runs available by then are read (default: now).
         model_version: only runs of this model version.
+        known_series: (line id, direction name) pairs to report even without any stored
+            crossing, e.g. the camera's configured lines: a quiet covered bucket then reads 0.
 
     Returns:
         Buckets per series (line, direction) over the whole range, ordered by series and time;
@@ -202,6 +205,11 @@ def bucket_counts(
         }
         if line_id is not None and direction_name is not None:
             series.add(SeriesKey(camera_id, line_id, cls, direction_name))
+        series |= {
+            SeriesKey(camera_id, line, cls, direction)
+            for line, direction in known_series
+            if line_id in (None, line) and direction_name in (None, direction)
+        }
         in_range = picked.where(CrossingRow.run_id.in_(runs), CrossingRow.class_name == cls.value)
         in_range = in_range.where(CrossingRow.ts >= lo, CrossingRow.ts < hi)
         crossings = [_crossing(row) for row in conn.execute(in_range)]

@@ -86,6 +86,20 @@ def test_hourly_csv_prints_uncovered_hours_empty_and_quiet_hours_zero(url: str) 
     assert by_hour["12:00"] == ("", "0.0")
 
 
+def test_configured_directions_without_crossings_read_zero_not_absent(
+    url: str, tmp_path: Path
+) -> None:
+    """A covered day where a configured direction saw nothing reads 0, not a missing column."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "cameras: [{id: km39, timezone: Asia/Jakarta, lines: [{id: gate, "
+        "directions: {in: north, out: south}}]}]\n"
+    )
+    out = counts(url, "--config", str(cfg)).splitlines()
+    assert out[1].split() == ["local", "day", "gate:north", "gate:south", "total", "covered"]
+    assert out[-1].split()[:4] == ["2024-05-01", "2", "0", "2"]
+
+
 def test_json_prints_null_for_uncovered(url: str) -> None:
     records = json.loads(counts(url, "--hourly", "--format", "json", "--from", "2024-05-01"))
     assert [r["count"] for r in records[9:13]] == [None, 2, 0, None]

@@ -87,6 +87,17 @@ def _parse_day(option: str, value: str | None) -> date | None:
         raise ValueError(f"{option} {value!r} is not a day, expected YYYY-MM-DD") from None
 
 
+def _configured_series(cfg: AppConfig, camera_id: str) -> tuple[tuple[str, str], ...]:
+    """(line, direction) pairs the config gives the camera; none if it is not configured."""
+    cams = [c for c in cfg.cameras if c.id == camera_id]
+    return tuple(
+        (ln.id, name)
+        for c in cams
+        for ln in c.lines
+        for name in (ln.directions.in_, ln.directions.out)
+    )
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
@@ -160,6 +171,7 @@ def counts(
             direction_name=direction,
             as_of=_parse_instant("--as-of", as_of),
             model_version=model_version,
+            known_series=_configured_series(cfg, camera),
         )
         buckets, zone = fetch(db or cfg.storage.url, req)
         typer.echo(render(buckets, req, zone, OutputFormat(fmt)))

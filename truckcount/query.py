@@ -40,6 +40,7 @@ class CountsRequest:
     direction_name: str | None = None
     as_of: datetime | None = None
     model_version: str | None = None
+    known_series: tuple[tuple[str, str], ...] = ()  # (line, direction) pairs from the config
 
 
 def _vehicle(name: str) -> VehicleClass:
@@ -68,6 +69,7 @@ def fetch(url: str, req: CountsRequest) -> tuple[list[Bucket], str]:
             direction_name=req.direction_name,
             as_of=req.as_of,
             model_version=req.model_version,
+            known_series=req.known_series,
         )
     finally:
         engine.dispose()
