@@ -16,6 +16,11 @@ Rules chosen:
 * An ID switch splits one vehicle into two tracks. Each track counts on its own, so a switch away
   from the line still gives exactly one count (from the track that held the crossing), but a
   switch inside the hysteresis band gives none: neither track saw both sides.
+* A line with an ``origin_zone`` (a polygon) counts only tracks *born* in it: the anchor of the
+  track's first observed box must lie inside the polygon (its edge counts as inside). This keeps
+  e.g. only trucks leaving a yard. The counter keeps just that first anchor per track; a track
+  born elsewhere still has its sides followed but its crossings of that line are dropped. An ID
+  switch makes a new track born where the switch happened, so it may lose a zone's vehicle.
 * The class is the majority vote over every frame of the track (ties: larger summed confidence,
   then the lower class id); the confidence is the mean score of the winning class's boxes.
 
@@ -34,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -75,6 +81,14 @@ class _PixelLine:
         return 0.0 <= u <= 1.0
 
 
+def _pixel_zone(
+    zone: tuple[tuple[float, float], ...], size: tuple[int, int]
+) -> npt.NDArray[np.float32]:
+    """A normalised polygon as an OpenCV contour (N x 1 x 2 float32) in pixels of ``size``."""
+    scaled = np.array(zone, dtype=np.float64) * np.array(size, dtype=np.float64)
+    return scaled.astype(np.float32).reshape(-1, 1, 2)  # scaled in float64: edges stay exact
+
+
 @dataclass
 class _Side:
     """Where one track was last believed to be relative to one line."""
@@ -98,6 +112,7 @@ class _TrackState:
 
     last_ts: datetime
     sides: list[_Side]
+    origin: Point  # anchor of the first observed box, pixels (for origin zones)
     frames: int = 0
     votes: Counter[int] = field(default_factory=Counter)
     conf_sums: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
@@ -143,6 +158,7 @@ class LineCounter:
         self._tracks: dict[int, _TrackState] = {}
         self._size: tuple[int, int] | None = None
         self._pixel_lines: list[_PixelLine] = []
+        self._pixel_zones: list[npt.NDArray[np.float32] | None] = []
         self._hysteresis_px = 0.0
 
     def __len__(self) -> int:
@@ -180,6 +196,10 @@ class LineCounter:
         if size != self._size:
             self._size = size
             self._pixel_lines = [_PixelLine.of(ln, size) for ln in self.lines]
+            self._pixel_zones = [
+                None if ln.origin_zone is None else _pixel_zone(ln.origin_zone, size)
+                for ln in self.lines
+            ]
             self._hysteresis_px = self.cfg.hysteresis * math.hypot(*size)
 
     def _observe(
@@ -187,7 +207,9 @@ class LineCounter:
     ) -> None:
         state = self._tracks.get(track_id)
         if state is None:
-            state = _TrackState(last_ts=ts, sides=[_Side() for _ in self.lines])
+            state = _TrackState(
+                last_ts=ts, sides=[_Side() for _ in self.lines], origin=anchor.copy()
+            )
             self._tracks[track_id] = state
         state.last_ts = ts
         state.frames += 1
@@ -201,7 +223,18 @@ class LineCounter:
             if i in state.decisions:
                 log.debug("track %d re-crossed line %s; first crossing kept", track_id, i)
                 continue
+            if not self._born_in_zone(i, state.origin):
+                log.debug("track %d crossed line %s but was born outside its zone", track_id, i)
+                continue
             state.decisions[i] = _Decision(i, direction, ts)
+
+    def _born_in_zone(self, line_index: int, origin: Point) -> bool:
+        """Whether ``origin`` lies inside the line's origin zone (or on its edge); True if none."""
+        zone = self._pixel_zones[line_index]
+        if zone is None:
+            return True
+        point = (float(origin[0]), float(origin[1]))
+        return cv2.pointPolygonTest(zone, point, False) >= 0
 
     def _step(self, line: _PixelLine, side: _Side, anchor: Point) -> Direction | None:
         """Update the believed side; return the direction if the anchor just crossed."""

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import at, box_at, make_detections, make_frame
 from truckcount.aggregator.lines import LineCounter
-from truckcount.config import CounterConfig, DirectionNames, LineConfig
+from truckcount.config import ConfigError, CounterConfig, DirectionNames, LineConfig, parse_config
 from truckcount.types import Crossing, Direction, VehicleClass
 
 TRUCK, BUS, CAR = VehicleClass.TRUCK, VehicleClass.BUS, VehicleClass.CAR
@@ -243,6 +243,96 @@ def test_state_is_freed_when_tracks_end() -> None:
     assert len(lc) == 9
     lc.update(make_frame(2.0), make_detections(tracker_id=[]))
     assert len(lc) == 0
+
+
+# The yard: the lower-right quarter below the gate, x in [320, 640] and y in [216, 360] px.
+YARD = ((0.5, 0.6), (1.0, 0.6), (1.0, 1.0), (0.5, 1.0))
+EXIT = GATE.model_copy(update={"origin_zone": YARD})
+
+
+@pytest.mark.parametrize(
+    "points, expected",
+    [
+        pytest.param(
+            [(400, 250), (400, 190), (400, 170), (400, 150)], [("northbound", 2)], id="born-inside"
+        ),
+        pytest.param([(200, 250), (200, 190), (200, 170), (200, 150)], [], id="born-outside-left"),
+        pytest.param([(400, 200), (400, 190), (400, 170), (400, 150)], [], id="born-outside-above"),
+        pytest.param(
+            [(400, 216), (400, 190), (400, 170), (400, 150)], [("northbound", 2)], id="born-on-edge"
+        ),
+        pytest.param(
+            [(400, 300), (250, 200), (200, 170), (200, 150)],
+            [("northbound", 2)],
+            id="leaves-zone-first",
+        ),
+        pytest.param([(200, 250), (400, 250), (400, 170), (400, 150)], [], id="enters-zone-later"),
+        pytest.param(
+            [(400, 250), (400, 170), (400, 150), (400, 200), (400, 260)],
+            [("northbound", 1)],
+            id="first-crossing-kept",
+        ),
+        pytest.param([(400, 150), (400, 170), (400, 190), (400, 250)], [], id="entering-the-yard"),
+    ],
+)
+def test_origin_zone_counts_only_tracks_born_inside(
+    points: list[tuple[float, float]], expected: list[tuple[str, int]]
+) -> None:
+    """Trucks leaving a yard: only the anchor of the track's first box decides, not later ones."""
+    frames = [[(1, x, y, TRUCK, 0.9)] for x, y in points]
+    assert summary(feed(counter([EXIT]), frames)) == expected
+
+
+@pytest.mark.parametrize(
+    "start_x, expected",
+    [
+        pytest.param(400, [("exit", 2), ("road", 5)], id="born-inside-counts-on-both"),
+        pytest.param(200, [("road", 5)], id="born-outside-counts-on-road-only"),
+    ],
+)
+def test_origin_zone_affects_only_its_own_line(
+    start_x: float, expected: list[tuple[str, int]]
+) -> None:
+    exit_line = EXIT.model_copy(update={"id": "exit"})
+    road = LineConfig(id="road", a=(0.1, 0.3), b=(0.9, 0.3))  # y = 108 px, no zone
+    frames = path([250, 200, 170, 150, 120, 100, 90], x=start_x)
+    crossings = feed(counter([exit_line, road]), frames)
+    assert [(c.line_id, round((c.ts - at(0)).total_seconds() / DT)) for c in crossings] == expected
+
+
+@pytest.mark.parametrize(
+    "zone, message",
+    [
+        pytest.param(
+            [(0.5, 0.6), (1.0, 0.6)], r"expected at least 3 points, got 2", id="two-points"
+        ),
+        pytest.param(
+            [(0.5, 0.6), (1.2, 0.6), (1.0, 1.0)],
+            r"expected coordinates in \[0, 1\], got \(1\.2, 0\.6\)",
+            id="outside-frame",
+        ),
+        pytest.param([(-0.1, 0.6), (1.0, 0.6), (1.0, 1.0)], r"got \(-0\.1, 0\.6\)", id="negative"),
+        pytest.param(
+            [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)],
+            r"expected a polygon with area > 0, got area 0",
+            id="collinear",
+        ),
+        pytest.param([(0.5, 0.5)] * 4, r"area > 0", id="one-point-repeated"),
+    ],
+)
+def test_origin_zone_is_validated(zone: list[tuple[float, float]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LineConfig(id="exit", origin_zone=tuple(zone))
+    raw = {"cameras": [{"id": "cam", "lines": [{"id": "exit", "origin_zone": zone}]}]}
+    with pytest.raises(ConfigError, match=r"cameras\.0\.lines\.0\.origin_zone: .*" + message):
+        parse_config(raw)
+
+
+def test_origin_zone_is_optional_and_read_from_yaml_lists() -> None:
+    raw = {"cameras": [{"id": "cam", "lines": [{"origin_zone": [[0.5, 0.6], [1, 0.6], [1, 1]]}]}]}
+    (line,) = parse_config(raw).cameras[0].lines
+    assert line.origin_zone == ((0.5, 0.6), (1.0, 0.6), (1.0, 1.0))
+    assert LineConfig().origin_zone is None
 
 
 def test_rejects_another_cameras_frame_and_bad_lines() -> None:

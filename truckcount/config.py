@@ -51,6 +51,19 @@ class DirectionNames(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+ZONE_MIN_AREA = 1e-9
+"""Smallest origin-zone area (fraction of the frame) accepted; smaller polygons are degenerate."""
+
+
+def polygon_area(points: tuple[tuple[float, float], ...]) -> float:
+    """Unsigned area of a simple polygon (shoelace formula), in the units of its points squared."""
+    twice = sum(
+        x0 * y1 - x1 * y0
+        for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True)
+    )
+    return abs(twice) / 2
+
+
 class LineConfig(StrictModel):
     """A counting line from point A to point B in normalised image coordinates."""
 
@@ -60,12 +73,34 @@ class LineConfig(StrictModel):
     directions: DirectionNames = Field(
         default_factory=lambda: DirectionNames(), description="names of both crossing directions"
     )
+    origin_zone: tuple[Point, ...] | None = Field(
+        None,
+        description="optional polygon (at least 3 normalised (x, y) points, area > 0): only tracks "
+        "whose first box's bottom-centre lies inside it count on this line; None: every track",
+    )
 
     @field_validator("a", "b")
     @classmethod
     def _inside_frame(cls, v: tuple[float, float]) -> tuple[float, float]:
         if not all(0.0 <= c <= 1.0 for c in v):
             raise ValueError(f"expected coordinates in [0, 1], got {v}")
+        return v
+
+    @field_validator("origin_zone")
+    @classmethod
+    def _valid_zone(
+        cls, v: tuple[tuple[float, float], ...] | None
+    ) -> tuple[tuple[float, float], ...] | None:
+        if v is None:
+            return v
+        if len(v) < 3:
+            raise ValueError(f"expected at least 3 points, got {len(v)}")
+        outside = [p for p in v if not all(0.0 <= c <= 1.0 for c in p)]
+        if outside:
+            raise ValueError(f"expected coordinates in [0, 1], got {outside[0]}")
+        area = polygon_area(v)
+        if area < ZONE_MIN_AREA:
+            raise ValueError(f"expected a polygon with area > 0, got area {area:.3g}")
         return v
 
     @model_validator(mode="after")
