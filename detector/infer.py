@@ -58,7 +58,7 @@ class Detector:
             images,
             self.device,
             batch_size=self.cfg.batch_size,
-            amp=False,
+            amp=self.cfg.precision == "bf16",
             score_threshold=self.cfg.score_threshold,
             nms_iou=self.cfg.nms_iou,
             max_detections=self.cfg.max_detections,

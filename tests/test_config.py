@@ -36,6 +36,7 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
     [
         ({"colour": "red"}, "colour: Extra inputs are not permitted"),
         ({"detector": {"batch_size": 0}}, "detector.batch_size: Input should be greater than"),
+        ({"detector": {"precision": "fp16"}}, "detector.precision: String should match"),
         ({"cameras": [_cam(timezone="Mars/Olympus")]}, "unknown IANA time zone 'Mars/Olympus'"),
         ({"cameras": [_cam(start="2021-11-15T13:17:09")]}, "needs a UTC offset"),
         ({"cameras": [_cam(lines=[{"a": [0, 0.5], "b": [0, 0.5]}])]}, "same point"),
