@@ -1,0 +1,220 @@
+"""Storage throughput: bulk insert of crossings, and the daily query on 100 cameras x 1 year.
+
+Usage: .venv/bin/python benchmarks/bench_storage.py [--engine sqlite|postgresql|both]
+Prints one JSON object. The bulk insert (``add_crossings`` in batches of 10,000) is compared
+against a naive baseline measured in the same run: one INSERT per row through an ORM session.
+PostgreSQL runs on a throwaway server started the way the tests start one (``tests/pg.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.pg
+
+from tests import pg
+from truckcount.storage import (
+    add_coverage,
+    add_crossings,
+    begin_run,
+    bucket_counts,
+    ensure_camera,
+    finish_run,
+    open_database,
+)
+from truckcount.storage.models import CrossingRow
+from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
+
+BATCH = 10_000
+BULK_ROWS = 200_000
+NAIVE_ROWS = 20_000
+CAMERAS = 100
+PER_DAY = 30
+YEAR = date(2025, 1, 1)
+DAYS = 365
+CLASSES = (VehicleClass.TRUCK, VehicleClass.TRUCK, VehicleClass.CAR, VehicleClass.BUS)
+
+
+def _run(engine: Engine, run_id: str, camera_id: str, source: str) -> RunInfo:
+    run = RunInfo(run_id, camera_id, source, "bench-v1", "0" * 16, datetime.now(UTC))
+    begin_run(engine, run)
+    return run
+
+
+def _crossings(camera_id: str, run_id: str, start: datetime, n: int, step_s: float) -> list:
+    """``n`` crossings ``step_s`` apart from ``start``, on two lines, both ways, mixed classes."""
+    out = []
+    for i in range(n):
+        way = Direction.IN if i % 2 else Direction.OUT
+        out.append(
+            Crossing(
+                camera_id,
+                f"line{i % 2}",
+                i,
+                CLASSES[i % len(CLASSES)],
+                way,
+                "north" if way is Direction.IN else "south",
+                start + timedelta(seconds=i * step_s),
+                0.9,
+                "bench-v1",
+                run_id,
+            )
+        )
+    return out
+
+
+def bench_insert(engine: Engine) -> dict[str, float]:
+    """Rows/s of ``add_crossings`` in batches of 10,000, and of one ORM INSERT per row."""
+    ensure_camera(engine, "bulk", "UTC")
+    t0 = datetime(2024, 6, 1, tzinfo=UTC)
+    _run(engine, "bulk-run", "bulk", "bulk.mp4")
+    rows = _crossings("bulk", "bulk-run", t0, BULK_ROWS, 0.5)
+    start = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        add_crossings(engine, rows[i : i + BATCH])
+    bulk_s = time.perf_counter() - start
+
+    _run(engine, "naive-run", "bulk", "naive.mp4")
+    naive = _crossings("bulk", "naive-run", t0, NAIVE_ROWS, 0.5)
+    start = time.perf_counter()
+    with Session(engine) as session:
+        for c in naive:
+            session.add(CrossingRow(**_values(c)))
+            session.flush()  # one INSERT statement per row
+        session.commit()
+    naive_s = time.perf_counter() - start
+    bulk_rate, naive_rate = BULK_ROWS / bulk_s, NAIVE_ROWS / naive_s
+    return {
+        "bulk_rows": BULK_ROWS,
+        "bulk_s": round(bulk_s, 3),
+        "bulk_rows_per_s": round(bulk_rate),
+        "naive_rows": NAIVE_ROWS,
+        "naive_s": round(naive_s, 3),
+        "naive_rows_per_s": round(naive_rate),
+        "bulk_vs_naive": round(bulk_rate / naive_rate, 1),
+    }
+
+
+def _values(c: Crossing) -> dict[str, object]:
+    return {
+        "run_id": c.run_id,
+        "camera_id": c.camera_id,
+        "line_id": c.line_id,
+        "track_id": c.track_id,
+        "class_name": c.class_name.value,
+        "direction": c.direction.value,
+        "direction_name": c.direction_name,
+        "ts": c.ts,
+        "confidence": c.confidence,
+        "model_version": c.model_version,
+    }
+
+
+def load_year(engine: Engine) -> dict[str, float]:
+    """100 cameras x 365 days x 30 crossings; one complete run with coverage per camera-month."""
+    start = time.perf_counter()
+    total = 0
+    for cam in range(CAMERAS):
+        camera_id = f"cam{cam:03d}"
+        ensure_camera(engine, camera_id, "Europe/Berlin")
+        for month in range(1, 13):
+            first = datetime(2025, month, 1, tzinfo=UTC)
+            last = datetime(2025 + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            run_id = f"{camera_id}-2025-{month:02d}"
+            _run(engine, run_id, camera_id, f"{run_id}.mp4")
+            days = (last - first).days
+            rows = _crossings(camera_id, run_id, first, days * PER_DAY, 86_400 / PER_DAY)
+            for i in range(0, len(rows), BATCH):
+                total += add_crossings(engine, rows[i : i + BATCH])
+            frames = int((last - first).total_seconds() * 5)
+            add_coverage(engine, run_id, first, last, frames)
+            finish_run(
+                engine,
+                run_id,
+                status="complete",
+                frames_analysed=frames,
+                media_start=first,
+                media_end=last,
+            )
+    return {"rows": total, "runs": CAMERAS * 12, "load_s": round(time.perf_counter() - start, 1)}
+
+
+def _median_ms(fn: Callable[[], object], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return round(statistics.median(times) * 1000, 1)
+
+
+def bench_query(engine: Engine) -> dict[str, float]:
+    """Median of 3: daily buckets over the year for one camera, and for all 100 in a loop."""
+    end = YEAR + timedelta(days=DAYS - 1)
+
+    def one(camera_id: str) -> int:
+        buckets = bucket_counts(engine, camera_id, width="daily", start=YEAR, end=end)
+        return len(buckets)
+
+    buckets = one("cam000")
+    return {
+        "buckets_per_camera": buckets,
+        "one_camera_ms": _median_ms(lambda: one("cam000")),
+        "all_cameras_ms": _median_ms(lambda: [one(f"cam{c:03d}") for c in range(CAMERAS)]),
+    }
+
+
+@contextlib.contextmanager
+def _database(kind: str) -> Iterator[str]:
+    if kind == "postgresql":
+        with pg.server() as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="truckcount-bench-") as folder:
+        yield f"sqlite:///{Path(folder) / 'counts.db'}"
+
+
+def bench(kind: str) -> dict[str, object]:
+    """All measurements on one fresh database of ``kind``."""
+    with _database(kind) as url:
+        engine = open_database(url)
+        try:
+            result: dict[str, object] = {"insert": bench_insert(engine)}
+            result["load"] = load_year(engine)
+            result["query"] = bench_query(engine)
+        finally:
+            engine.dispose()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    kinds = ["sqlite", "postgresql"] if args.engine == "both" else [args.engine]
+    report: dict[str, object] = {
+        "machine": f"{platform.machine()}, Python {platform.python_version()}",
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    for kind in kinds:
+        report[kind] = bench(kind)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
