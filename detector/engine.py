@@ -38,8 +38,9 @@ def train_one_epoch(
     *,
     amp: bool,
     epoch: int,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> dict[str, float]:
-    """Run one epoch; return the mean of each loss term."""
+    """Run one epoch, updating ``ema`` after each step; return the mean of each loss term."""
     model.train()
     sums: dict[str, float] = {}
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
@@ -58,6 +59,8 @@ def train_one_epoch(
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         for k, v in losses.items():
             sums[k] = sums.get(k, 0.0) + v.item()
         bar.set_postfix(loss=f"{sums['total'] / step:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -48,6 +50,7 @@ class TrainArgs:
     workers: int = 1
     seed: int = 0
     amp: bool = True
+    ema_decay: float = 0.999  # 0 turns the weight average off
     device: str = "auto"
     resume: str | None = None
     init: str | None = None
@@ -95,6 +98,17 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
     return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def make_ema(model: TruckNet, decay: float) -> AveragedModel:
+    """Exponential moving average of the weights (and BN statistics), warmed up so early steps
+    are not dominated by the random initialisation; it is what validation and export use."""
+
+    def ema_avg(avg: Tensor, current: Tensor, n: Tensor | int) -> Tensor:
+        d = min(decay, (1 + int(n)) / (10 + int(n)))
+        return avg * d + current * (1 - d)
+
+    return AveragedModel(model, avg_fn=ema_avg, use_buffers=True)
+
+
 def _optimizer(
     model: TruckNet, args: TrainArgs, steps: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
@@ -138,10 +152,19 @@ def _restore(args: TrainArgs) -> tuple[TrainArgs, dict[str, Any] | None]:
 
 
 def _epoch_checkpoint(
-    model: TruckNet, opt: torch.optim.Optimizer, sched: Any, args: TrainArgs, extra: dict[str, Any]
+    model: TruckNet,
+    ema: AveragedModel | None,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    args: TrainArgs,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
+    """``model`` holds the weights to deploy (the average when there is one); ``train_model`` the
+    raw weights a resumed run continues from."""
+    deployed = ema.module if ema is not None else model
     return {
-        "model": model.state_dict(),
+        "model": deployed.state_dict(),
+        "train_model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "lr_scheduler": sched.state_dict(),
         "args": asdict(args),
@@ -174,9 +197,15 @@ def run(args: TrainArgs) -> dict[str, Any]:
     model = TruckNet(replace(cfg, input_size=args.input_size)).to(device)
     model = model.to(memory_format=torch.channels_last)
     if state is not None:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(
+            state.get("train_model", state["model"]) if args.resume else state["model"]
+        )
+    ema = make_ema(model, args.ema_decay) if args.ema_decay > 0 else None
+    if ema is not None and state is not None and args.resume:
+        ema.module.load_state_dict(state["model"])
+        ema.n_averaged.fill_(int(state.get("ema_updates", 1000)))
     dataset, val, val_imgs = _load_data(args)
-    report = validate(model, val, val_imgs, device, args)
+    report = validate(ema.module if ema else model, val, val_imgs, device, args)
     if args.test_only:
         log.info("validation: %s", json.dumps(report["all"]))
         return report
@@ -190,8 +219,10 @@ def run(args: TrainArgs) -> dict[str, Any]:
     for epoch in range(start_epoch, args.epochs):
         t0 = time.monotonic()
         dataset.set_epoch(epoch)
-        losses = train_one_epoch(model, loader, opt, sched, device, amp=args.amp, epoch=epoch)
-        report = validate(model, val, val_imgs, device, args)
+        losses = train_one_epoch(
+            model, loader, opt, sched, device, amp=args.amp, epoch=epoch, ema=ema
+        )
+        report = validate(ema.module if ema else model, val, val_imgs, device, args)
         truck = float(report["all"]["ap50"].get("truck", 0.0))
         minutes = (time.monotonic() - t0) / 60
         metrics = {"epoch": epoch, "loss": losses, "val": report, "minutes": minutes}
@@ -200,7 +231,9 @@ def run(args: TrainArgs) -> dict[str, Any]:
         )
         best = max(best, truck)
         extra = {"epoch": epoch, "metrics": metrics, "best": best}
-        ckpt = _epoch_checkpoint(model, opt, sched, args, extra)
+        if ema is not None:
+            extra["ema_updates"] = int(ema.n_averaged.item())
+        ckpt = _epoch_checkpoint(model, ema, opt, sched, args, extra)
         save_checkpoint(ckpt, out / "checkpoint.pt")
         if truck >= best:
             save_checkpoint(ckpt, out / "best.pt")

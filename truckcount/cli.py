@@ -223,6 +223,9 @@ def train(
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 mixed precision")] = True,
+    ema_decay: Annotated[
+        float, typer.Option(min=0, max=0.99999, help="weight average decay; 0 turns it off")
+    ] = 0.999,
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
     init: Annotated[Path | None, typer.Option(help="fine-tune from these weights")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate")] = False,
@@ -243,6 +246,7 @@ def train(
         workers=workers,
         device=device,
         amp=amp,
+        ema_decay=ema_decay,
         resume=str(resume) if resume else None,
         init=str(init) if init else None,
         test_only=test_only,
