@@ -14,6 +14,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Engine
+
 from truckcount.storage import bucket_counts, camera_timezone, open_database
 from truckcount.types import Bucket, BucketWidth, VehicleClass
 
@@ -53,26 +55,32 @@ def _vehicle(name: str) -> VehicleClass:
 
 def fetch(url: str, req: CountsRequest) -> tuple[list[Bucket], str]:
     """The buckets ``req`` asks for from the database at ``url``, and the zone they are in."""
-    cls = _vehicle(req.vehicle)
+    _vehicle(req.vehicle)
     engine = open_database(url, create=False)
     try:
-        zone = req.tz or camera_timezone(engine, req.camera_id)
-        buckets = bucket_counts(
-            engine,
-            req.camera_id,
-            width=req.width,
-            tz=zone,
-            start=req.start,
-            end=req.end,
-            line_id=req.line_id,
-            class_name=cls,
-            direction_name=req.direction_name,
-            as_of=req.as_of,
-            model_version=req.model_version,
-            known_series=req.known_series,
-        )
+        return fetch_with(engine, req)
     finally:
         engine.dispose()
+
+
+def fetch_with(engine: Engine, req: CountsRequest) -> tuple[list[Bucket], str]:
+    """``fetch`` on an open engine (a long-running server keeps one)."""
+    cls = _vehicle(req.vehicle)
+    zone = req.tz or camera_timezone(engine, req.camera_id)
+    buckets = bucket_counts(
+        engine,
+        req.camera_id,
+        width=req.width,
+        tz=zone,
+        start=req.start,
+        end=req.end,
+        line_id=req.line_id,
+        class_name=cls,
+        direction_name=req.direction_name,
+        as_of=req.as_of,
+        model_version=req.model_version,
+        known_series=req.known_series,
+    )
     return buckets, zone
 
 
