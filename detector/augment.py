@@ -29,7 +29,9 @@ class AugmentConfig:
     """Probabilities and ranges of each augmentation."""
 
     crop_p: float = 0.6
-    crop_scale: tuple[float, float] = (0.55, 1.0)
+    crop_scale: tuple[float, float] = (0.35, 1.0)
+    shrink_p: float = 0.2
+    shrink_scale: tuple[float, float] = (0.45, 0.9)
     flip_p: float = 0.5
     colour_p: float = 0.8
     blur_p: float = 0.2
@@ -49,7 +51,7 @@ def random_crop(
 ) -> tuple[Image, np.ndarray, np.ndarray]:
     """Zoom into a random window; keep boxes that stay mostly visible (normalised coords)."""
     s = rng.uniform(*cfg.crop_scale)
-    sw, sh = s, float(np.clip(s * rng.uniform(0.85, 1.15), 0.3, 1.0))
+    sw, sh = s, float(np.clip(s * rng.uniform(0.8, 1.25), 0.25, 1.0))
     x0, y0 = rng.uniform(0, 1 - sw), rng.uniform(0, 1 - sh)
     h, w = img.shape[:2]
     crop = img[int(y0 * h) : int((y0 + sh) * h), int(x0 * w) : int((x0 + sw) * w)]
@@ -59,6 +61,22 @@ def random_crop(
     area_c = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
     keep = area_c >= cfg.min_visible * np.maximum(area, 1e-9)
     return crop, clipped[keep].astype(np.float32), classes[keep]
+
+
+def shrink(
+    img: Image, boxes: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+) -> tuple[Image, np.ndarray]:
+    """Zoom out: paste the frame, scaled down, at a random place on a grey canvas of the same size,
+    so vehicles appear smaller than this camera ever shows them (other cameras, other mountings)."""
+    s = rng.uniform(*cfg.shrink_scale)
+    h, w = img.shape[:2]
+    sh, sw = max(int(h * s), 1), max(int(w * s), 1)
+    y0, x0 = int(rng.integers(0, h - sh + 1)), int(rng.integers(0, w - sw + 1))
+    canvas = np.full_like(img, 114)
+    canvas[y0 : y0 + sh, x0 : x0 + sw] = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+    scale = np.array([sw / w, sh / h, sw / w, sh / h], np.float32)
+    offset = np.array([x0 / w, y0 / h, x0 / w, y0 / h], np.float32)
+    return canvas, boxes * scale + offset
 
 
 def colour_jitter(img: Image, rng: np.random.Generator) -> Image:
@@ -86,8 +104,11 @@ def augment(
     img: Image, boxes: np.ndarray, classes: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
 ) -> tuple[Image, np.ndarray, np.ndarray]:
     """Apply the random augmentation chain (boxes normalised xyxy)."""
-    if rng.random() < cfg.crop_p:
+    roll = rng.random()
+    if roll < cfg.crop_p:
         img, boxes, classes = random_crop(img, boxes, classes, rng, cfg)
+    elif roll < cfg.crop_p + cfg.shrink_p:
+        img, boxes = shrink(img, boxes, rng, cfg)
     if rng.random() < cfg.flip_p:
         img = np.ascontiguousarray(img[:, ::-1])
         boxes = boxes[:, [2, 1, 0, 3]] * [-1, 1, -1, 1] + [1, 0, 1, 0]

@@ -1,0 +1,43 @@
+"""Augmentations move boxes together with the pixels they label."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from truckcount.detector.augment import AugmentConfig, random_crop, shrink
+
+
+def _frame_with_box(box: tuple[float, float, float, float]) -> np.ndarray:
+    img = np.zeros((200, 300, 3), np.uint8)
+    x0, y0, x1, y1 = box
+    img[int(y0 * 200) : int(y1 * 200), int(x0 * 300) : int(x1 * 300)] = 255
+    return img
+
+
+def _mean_inside(img: np.ndarray, box: np.ndarray) -> float:
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = box
+    inner = img[int(y0 * h) + 2 : int(y1 * h) - 2, int(x0 * w) + 2 : int(x1 * w) - 2]
+    return float(inner.mean())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shrink_keeps_the_box_on_its_pixels_and_makes_it_smaller(seed: int) -> None:
+    box = np.array([[0.3, 0.3, 0.7, 0.8]], np.float32)
+    img = _frame_with_box(tuple(box[0]))
+    out, moved = shrink(img, box, np.random.default_rng(seed), AugmentConfig())
+    assert out.shape == img.shape
+    assert _mean_inside(out, moved[0]) > 250
+    assert (moved[0, 2] - moved[0, 0]) < (box[0, 2] - box[0, 0])
+    assert ((moved >= 0) & (moved <= 1)).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_crop_keeps_visible_boxes_on_their_pixels(seed: int) -> None:
+    box = np.array([[0.4, 0.4, 0.6, 0.6]], np.float32)
+    img = _frame_with_box(tuple(box[0]))
+    cfg = AugmentConfig(crop_scale=(0.8, 0.9))
+    out, moved, classes = random_crop(img, box, np.array([0]), np.random.default_rng(seed), cfg)
+    assert len(moved) == len(classes) == 1
+    assert _mean_inside(out, moved[0]) > 250
