@@ -6,6 +6,7 @@ truckcount's types.
 """
 
 from truckcount.storage.database import (
+    DatabaseUnavailable,
     StorageError,
     UnknownCameraError,
     mask_url,
@@ -31,6 +32,7 @@ from truckcount.storage.repository import (
 )
 
 __all__ = [
+    "DatabaseUnavailable",
     "RunRecord",
     "RunStatus",
     "StorageError",

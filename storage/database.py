@@ -17,7 +17,13 @@ from alembic.config import Config
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +34,14 @@ _USERINFO = re.compile(r"^(?P<head>[^:/]+://[^:/@]*):[^/]*@")
 
 class StorageError(RuntimeError):
     """The database cannot be opened, or a request does not fit what is stored."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database cannot be reached right now (server down, network gone, file not openable).
+
+    Unlike other ``StorageError``s this one is worth retrying: ``storage.writer`` spools the
+    write and replays it later.
+    """
 
 
 class UnknownCameraError(StorageError):
@@ -59,8 +73,9 @@ def open_database(url: str, *, create: bool = True) -> Engine:
         An engine; SQLite connections have WAL journaling and foreign keys switched on.
 
     Raises:
+        DatabaseUnavailable: the database cannot be reached (a ``StorageError``).
         StorageError: the URL is invalid, the SQLite file is missing and ``create`` is false, or
-            the database cannot be reached or migrated. Messages never contain the password.
+            the database cannot be migrated. Messages never contain the password.
     """
     shown = mask_url(url)
     try:
@@ -71,7 +86,8 @@ def open_database(url: str, *, create: bool = True) -> Engine:
     if sqlite:
         _prepare_sqlite_file(parsed, create=create)
     try:
-        engine = create_engine(parsed)
+        # pre_ping: after a server restart the pool's old connections are dead; test first.
+        engine = create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ImportError) as exc:
         raise StorageError(f"cannot use database {shown}: {describe_error(exc, parsed)}") from None
     if sqlite:
@@ -79,6 +95,10 @@ def open_database(url: str, *, create: bool = True) -> Engine:
     try:
         with engine.begin() as conn:
             _upgrade(conn)
+    except (OperationalError, InterfaceError) as exc:
+        engine.dispose()
+        why = describe_error(exc, parsed)
+        raise DatabaseUnavailable(f"cannot open database {shown}: {why}") from None
     except (SQLAlchemyError, CommandError) as exc:
         engine.dispose()
         raise StorageError(f"cannot open database {shown}: {describe_error(exc, parsed)}") from None
@@ -95,7 +115,10 @@ def _prepare_sqlite_file(url: URL, *, create: bool) -> None:
         return
     if not create:
         raise StorageError(f"database not found: {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot create {path.parent}: {exc.strerror or exc}") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

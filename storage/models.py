@@ -92,14 +92,21 @@ class CameraRow(Base):
 
 
 class RunRow(Base):
-    """One processing run of one source, with its provenance and outcome."""
+    """One attempt at one processing run, with its provenance and outcome.
+
+    ``run_id`` is the logical run (same camera, source, start and model); every attempt at it is
+    a row of its own, named by ``attempt_id``. Crossings and coverage belong to an attempt, so a
+    rerun writes beside the earlier attempt and replaces it only when it completes.
+    """
 
     __tablename__ = "runs"
     __table_args__ = (
         CheckConstraint("status IN ('running', 'complete', 'failed')", name="status"),
+        Index("ix_runs_run_id", "run_id"),
     )
 
-    run_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(128))
     camera_id: Mapped[str] = mapped_column(String(128), ForeignKey("cameras.id"))
     source: Mapped[str] = mapped_column(Text)
     model_version: Mapped[str] = mapped_column(String(128))
@@ -120,13 +127,13 @@ class CrossingRow(Base):
     __tablename__ = "crossings"
     __table_args__ = (
         CheckConstraint("direction IN ('in', 'out')", name="direction"),
-        UniqueConstraint("run_id", "line_id", "track_id"),
+        UniqueConstraint("attempt_id", "line_id", "track_id"),
         Index("ix_crossings_camera_id_ts", "camera_id", "ts"),
-        Index("ix_crossings_run_id", "run_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.run_id"))
+    attempt_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.attempt_id"))
+    run_id: Mapped[str] = mapped_column(String(128))
     camera_id: Mapped[str] = mapped_column(String(128))
     line_id: Mapped[str] = mapped_column(String(128))
     track_id: Mapped[int] = mapped_column(BigInteger)
@@ -144,12 +151,13 @@ class CoverageRow(Base):
     __tablename__ = "coverage"
     __table_args__ = (
         CheckConstraint('"end" >= start', name="ordered"),
-        Index("ix_coverage_run_id", "run_id"),
+        Index("ix_coverage_attempt_id", "attempt_id"),
         Index("ix_coverage_camera_id_start", "camera_id", "start"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.run_id"))
+    attempt_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.attempt_id"))
+    run_id: Mapped[str] = mapped_column(String(128))
     camera_id: Mapped[str] = mapped_column(String(128))
     start: Mapped[datetime] = mapped_column(UTCDateTime())
     end: Mapped[datetime] = mapped_column(UTCDateTime())

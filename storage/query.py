@@ -41,7 +41,11 @@ SelectT = TypeVar("SelectT", bound=Select[Any])
 def visible_runs(
     camera_id: str, *, as_of: datetime, model_version: str | None = None
 ) -> Select[tuple[str]]:
-    """Subquery of the run ids whose results a query at ``as_of`` sees, one per source."""
+    """Subquery of the attempt ids whose results a query at ``as_of`` sees, one per source.
+
+    A rerun of a run is another attempt of the same source, so it replaces the earlier attempt
+    from the instant it completed on, and an ``as_of`` before that still sees the earlier one.
+    """
 
     def eligible(run: Any) -> list[Any]:
         rules = [
@@ -57,12 +61,12 @@ def visible_runs(
     run, later = aliased(RunRow), aliased(RunRow)
     newer = or_(
         later.available_at > run.available_at,
-        and_(later.available_at == run.available_at, later.run_id > run.run_id),
+        and_(later.available_at == run.available_at, later.attempt_id > run.attempt_id),
     )
     newer_exists = (
-        select(later.run_id).where(*eligible(later), later.source == run.source, newer).exists()
+        select(later.attempt_id).where(*eligible(later), later.source == run.source, newer).exists()
     )
-    return select(run.run_id).where(*eligible(run), ~newer_exists)
+    return select(run.attempt_id).where(*eligible(run), ~newer_exists)
 
 
 def daily_counts(
@@ -185,7 +189,7 @@ def bucket_counts(
     with engine.connect() as conn:
         zone = _zone(tz or _camera_timezone(conn, camera_id))
         runs = visible_runs(camera_id, as_of=moment, model_version=model_version)
-        cover = select(CoverageRow.start, CoverageRow.end).where(CoverageRow.run_id.in_(runs))
+        cover = select(CoverageRow.start, CoverageRow.end).where(CoverageRow.attempt_id.in_(runs))
         spans = [Span(row.start, row.end) for row in conn.execute(cover)]
         days = _day_range(spans, zone, start, end)
         if days is None:
@@ -210,7 +214,9 @@ def bucket_counts(
             for line, direction in known_series
             if line_id in (None, line) and direction_name in (None, direction)
         }
-        in_range = picked.where(CrossingRow.run_id.in_(runs), CrossingRow.class_name == cls.value)
+        in_range = picked.where(
+            CrossingRow.attempt_id.in_(runs), CrossingRow.class_name == cls.value
+        )
         in_range = in_range.where(CrossingRow.ts >= lo, CrossingRow.ts < hi)
         crossings = [_crossing(row) for row in conn.execute(in_range)]
     return rollup(crossings, spans, width=size, zone=zone, days=days, series=series)
@@ -285,7 +291,7 @@ def _counted(
         stmt = stmt.where(CrossingRow.class_name == cls.value)
     if not include_unfinished:
         runs = visible_runs(camera_id, as_of=datetime.now(UTC))
-        stmt = stmt.where(CrossingRow.run_id.in_(runs))
+        stmt = stmt.where(CrossingRow.attempt_id.in_(runs))
     return stmt
 
 

@@ -1,8 +1,10 @@
 """Functions over truckcount's types that write the database (reads are in ``query``).
 
 Every function takes the engine from ``open_database`` first and runs in one transaction of its
-own. Crossings count only once their run is ``complete``, so a crashed or still running run never
-shows up half written, and rerunning a ``run_id`` replaces what it wrote before.
+own. Each ``begin_run`` starts a new *attempt* at a logical run; crossings and coverage belong to
+the attempt and count only once it is ``complete``. So a crashed or still running attempt never
+shows up half written, and rerunning a ``run_id`` replaces the earlier results atomically when
+the rerun completes, while a crashed rerun leaves them in place.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from importlib import metadata
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, Engine, Row, delete, insert, select
+from sqlalchemy import Connection, Engine, Row, insert, select
 from sqlalchemy import update as sql_update
-from sqlalchemy.exc import IntegrityError
 
-from truckcount.storage.database import StorageError, UnknownCameraError, describe_error
-from truckcount.storage.models import CameraRow, CoverageRow, CrossingRow, RunRow, RunStatus
+from truckcount.storage.attempts import new_attempt_id, running_attempts, target_attempt
+from truckcount.storage.bulk import insert_crossings
+from truckcount.storage.database import StorageError, UnknownCameraError
+from truckcount.storage.models import CameraRow, CoverageRow, RunRow, RunStatus
 from truckcount.types import Crossing, RunInfo
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunRecord:
-    """A stored run: its identity, provenance and outcome; datetimes are aware UTC."""
+    """A stored attempt at a run: its identity, provenance and outcome; datetimes are aware UTC."""
 
+    attempt_id: str
     run_id: str
     camera_id: str
     source: str
@@ -67,61 +71,75 @@ def ensure_camera(engine: Engine, camera_id: str, timezone: str) -> None:
             conn.execute(update.values(timezone=timezone))
 
 
-def begin_run(engine: Engine, run: RunInfo) -> None:
-    """Record that ``run`` starts; a ``run_id`` seen before is reset and its crossings deleted.
+def begin_run(engine: Engine, run: RunInfo, *, attempt_id: str | None = None) -> str:
+    """Record that an attempt at ``run`` starts; returns its attempt id.
+
+    A ``run_id`` seen before gets a new attempt beside the earlier ones: their results stay
+    visible until this attempt completes (``finish_run``), and a still running earlier attempt
+    is marked failed, since it can no longer complete. Beginning an ``attempt_id`` that is
+    already stored does nothing, so a replayed begin is harmless.
 
     ``run.extra["code_version"]`` is stored as the code version when given, else the installed
     truckcount version.
 
+    Args:
+        engine: from ``open_database``.
+        run: the logical run.
+        attempt_id: the attempt's id; a new one (sortable by time) when None.
+
     Raises:
         UnknownCameraError: ``ensure_camera`` was not called for ``run.camera_id``.
-        StorageError: ``run.started_at`` is naive.
+        StorageError: ``run.started_at`` is naive, or ``attempt_id`` belongs to another run.
     """
     _require_aware(run.started_at, "RunInfo.started_at")
-    values = {
-        "camera_id": run.camera_id,
-        "source": run.source,
-        "model_version": run.model_version,
-        "config_hash": run.config_hash,
-        "code_version": run.extra.get("code_version") or _code_version(),
-        "started_at": run.started_at,
-        "finished_at": None,
-        "status": RunStatus.RUNNING.value,
-        "frames_analysed": 0,
-        "media_start": None,
-        "media_end": None,
-        "available_at": None,
-    }
+    attempt = attempt_id or new_attempt_id()
     with engine.begin() as conn:
         _camera_timezone(conn, run.camera_id)
-        seen = conn.scalar(select(RunRow.run_id).where(RunRow.run_id == run.run_id))
-        if seen is None:
-            conn.execute(insert(RunRow).values(run_id=run.run_id, **values))
-            return
-        gone = conn.execute(delete(CrossingRow).where(CrossingRow.run_id == run.run_id)).rowcount
-        conn.execute(delete(CoverageRow).where(CoverageRow.run_id == run.run_id))
-        conn.execute(sql_update(RunRow).where(RunRow.run_id == run.run_id).values(**values))
-    log.info("run %s restarts: deleted %d crossings of its earlier attempt", run.run_id, gone)
+        seen = conn.scalar(select(RunRow.run_id).where(RunRow.attempt_id == attempt))
+        if seen is not None:
+            if seen != run.run_id:
+                raise StorageError(
+                    f"attempt {attempt!r} belongs to run {seen!r}, not {run.run_id!r}"
+                )
+            return attempt
+        abandoned = conn.execute(
+            sql_update(RunRow)
+            .where(RunRow.run_id == run.run_id, RunRow.status == RunStatus.RUNNING.value)
+            .values(status=RunStatus.FAILED.value, finished_at=datetime.now(UTC))
+        ).rowcount
+        conn.execute(insert(RunRow).values(_run_values(run, attempt)))
+    if abandoned:
+        log.warning("run %s: a new attempt abandons %d unfinished one(s)", run.run_id, abandoned)
+    return attempt
 
 
-def add_crossings(engine: Engine, crossings: Sequence[Crossing]) -> int:
-    """Insert crossings of running runs in one transaction; returns how many were written.
+def add_crossings(
+    engine: Engine,
+    crossings: Sequence[Crossing],
+    *,
+    attempt_id: str | None = None,
+    replay: bool = False,
+) -> int:
+    """Insert crossings of running attempts in one transaction; returns how many were written.
+
+    Args:
+        engine: from ``open_database``.
+        crossings: crossings whose ``run_id`` names their logical run.
+        attempt_id: the attempt they belong to; default: the running attempt of each run.
+        replay: skip what is already stored, and everything of an attempt that is no longer
+            running (its spool was replayed before), instead of raising.
 
     Raises:
         StorageError: a crossing names an unknown run, a run of another camera or a run that is
-            no longer running, or repeats a (run, line, track) already given or stored.
+            not running, or repeats a (run, line, track) already given or stored.
     """
     if not crossings:
         return 0
     _reject_duplicates(crossings)
-    rows = [_crossing_values(c) for c in crossings]
     with engine.begin() as conn:
-        _check_runs(conn, crossings)
-        try:
-            conn.execute(insert(CrossingRow), rows)
-        except IntegrityError as exc:
-            raise StorageError(f"crossings rejected: {describe_error(exc, engine.url)}") from exc
-    return len(rows)
+        attempts = running_attempts(conn, crossings, attempt_id, replay=replay)
+        rows = [_crossing_row(c, attempts[c.run_id]) for c in crossings if c.run_id in attempts]
+        return insert_crossings(conn, rows, skip_duplicates=replay)
 
 
 def finish_run(
@@ -132,10 +150,15 @@ def finish_run(
     frames_analysed: int,
     media_start: datetime | None,
     media_end: datetime | None,
+    attempt_id: str | None = None,
+    replay: bool = False,
 ) -> None:
-    """Close a running run as ``complete`` (its crossings start counting) or ``failed``.
+    """Close a running attempt as ``complete`` (its results replace the run's earlier ones) or
+    ``failed``.
 
-    A complete run's ``available_at`` is set to now: as-of queries see it from then on.
+    Completing is one transaction, so readers see the earlier attempt's results up to that
+    instant and this attempt's from then on, never a mix. A complete attempt's ``available_at``
+    is set to now: as-of queries see it from then on.
 
     Args:
         engine: from ``open_database``.
@@ -144,6 +167,8 @@ def finish_run(
         frames_analysed: frames the detector saw.
         media_start: capture time of the first analysed frame (aware), if any.
         media_end: capture time of the last analysed frame (aware), if any.
+        attempt_id: the attempt to close; default: the run's running attempt.
+        replay: an attempt that is already finished is left as it is instead of raising.
 
     Raises:
         StorageError: unknown or already finished run, or invalid values.
@@ -162,13 +187,13 @@ def finish_run(
         "media_end": media_end,
     }
     with engine.begin() as conn:
-        current = conn.scalar(select(RunRow.status).where(RunRow.run_id == run_id))
-        if current is None:
-            raise StorageError(f"unknown run {run_id!r}")
-        if current != RunStatus.RUNNING.value:
-            raise StorageError(f"run {run_id!r} is already {current}")
-        conn.execute(sql_update(RunRow).where(RunRow.run_id == run_id).values(**values))
-    log.info("run %s %s after %d frames", run_id, final.value, frames_analysed)
+        attempt = target_attempt(conn, run_id, attempt_id, replay=replay)
+        if attempt is None:
+            return
+        conn.execute(sql_update(RunRow).where(RunRow.attempt_id == attempt).values(**values))
+    log.info(
+        "run %s (attempt %s) %s after %d frames", run_id, attempt, final.value, frames_analysed
+    )
 
 
 def add_coverage(
@@ -179,10 +204,15 @@ def add_coverage(
     frames_analysed: int,
     frames_dropped: int = 0,
     gap_reason: str | None = None,
+    *,
+    attempt_id: str | None = None,
+    replay: bool = False,
 ) -> None:
-    """Record that a running run analysed the video from ``start`` to ``end`` (aware).
+    """Record that a running attempt analysed the video from ``start`` to ``end`` (aware).
 
     Buckets overlapping no coverage read NULL; ``gap_reason`` says why frames were lost.
+    ``attempt_id`` and ``replay`` work as in ``add_crossings``; a replayed span that is already
+    stored (same attempt and start) is skipped.
 
     Raises:
         StorageError: unknown run, a run no longer running, naive or reversed times, or negative
@@ -194,16 +224,19 @@ def add_coverage(
             f"frame counts: expected >= 0, got {frames_analysed} analysed, {frames_dropped} dropped"
         )
     with engine.begin() as conn:
-        run = conn.execute(
-            select(RunRow.camera_id, RunRow.status).where(RunRow.run_id == run_id)
-        ).first()
-        if run is None:
-            raise StorageError(f"coverage for unknown run {run_id!r}; call begin_run first")
-        if run.status != RunStatus.RUNNING.value:
-            raise StorageError(f"run {run_id!r} is {run.status}; it takes no more coverage")
+        attempt = target_attempt(conn, run_id, attempt_id, replay=replay, what="coverage")
+        if attempt is None:
+            return
+        stored = select(CoverageRow.id).where(
+            CoverageRow.attempt_id == attempt, CoverageRow.start == start
+        )
+        if replay and conn.scalar(stored) is not None:
+            return
+        camera_id = conn.scalar(select(RunRow.camera_id).where(RunRow.attempt_id == attempt))
         values = {
+            "attempt_id": attempt,
             "run_id": run_id,
-            "camera_id": run.camera_id,
+            "camera_id": camera_id,
             "start": start,
             "end": end,
             "frames_analysed": frames_analysed,
@@ -227,12 +260,12 @@ def camera_timezone(engine: Engine, camera_id: str) -> str:
 
 
 def list_runs(engine: Engine, camera_id: str | None = None) -> list[RunRecord]:
-    """All runs, or those of one camera, oldest start first.
+    """All run attempts, or those of one camera, oldest start first.
 
     Raises:
         UnknownCameraError: ``camera_id`` is given and not registered.
     """
-    stmt = select(RunRow.__table__).order_by(RunRow.started_at, RunRow.run_id)
+    stmt = select(RunRow.__table__).order_by(RunRow.started_at, RunRow.run_id, RunRow.attempt_id)
     with engine.connect() as conn:
         if camera_id is not None:
             _camera_timezone(conn, camera_id)
@@ -294,36 +327,40 @@ def _reject_duplicates(crossings: Sequence[Crossing]) -> None:
         seen.add(key)
 
 
-def _check_runs(conn: Connection, crossings: Sequence[Crossing]) -> None:
-    pairs = sorted({(c.run_id, c.camera_id) for c in crossings})
-    stmt = select(RunRow.run_id, RunRow.camera_id, RunRow.status)
-    stored = {r.run_id: r for r in conn.execute(stmt.where(RunRow.run_id.in_(p[0] for p in pairs)))}
-    for run_id, camera_id in pairs:
-        run = stored.get(run_id)
-        if run is None:
-            raise StorageError(f"crossings for unknown run {run_id!r}; call begin_run first")
-        if run.camera_id != camera_id:
-            raise StorageError(
-                f"crossing of camera {camera_id!r} given for run {run_id!r} "
-                f"of camera {run.camera_id!r}"
-            )
-        if run.status != RunStatus.RUNNING.value:
-            raise StorageError(f"run {run_id!r} is {run.status}; it takes no more crossings")
-
-
-def _crossing_values(c: Crossing) -> dict[str, object]:
+def _run_values(run: RunInfo, attempt_id: str) -> dict[str, object]:
     return {
-        "run_id": c.run_id,
-        "camera_id": c.camera_id,
-        "line_id": c.line_id,
-        "track_id": int(c.track_id),
-        "class_name": c.class_name.value,
-        "direction": c.direction.value,
-        "direction_name": c.direction_name,
-        "ts": c.ts,
-        "confidence": float(c.confidence),
-        "model_version": c.model_version,
+        "attempt_id": attempt_id,
+        "run_id": run.run_id,
+        "camera_id": run.camera_id,
+        "source": run.source,
+        "model_version": run.model_version,
+        "config_hash": run.config_hash,
+        "code_version": run.extra.get("code_version") or _code_version(),
+        "started_at": run.started_at,
+        "finished_at": None,
+        "status": RunStatus.RUNNING.value,
+        "frames_analysed": 0,
+        "media_start": None,
+        "media_end": None,
+        "available_at": None,
     }
+
+
+def _crossing_row(c: Crossing, attempt_id: str) -> tuple[object, ...]:
+    """Values in ``bulk.COLUMNS`` order."""
+    return (
+        attempt_id,
+        c.run_id,
+        c.camera_id,
+        c.line_id,
+        int(c.track_id),
+        c.class_name.value,
+        c.direction.value,
+        c.direction_name,
+        c.ts,
+        float(c.confidence),
+        c.model_version,
+    )
 
 
 def _run_record(row: Row[Any]) -> RunRecord:

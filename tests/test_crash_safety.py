@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL half-way leaves no trace in the counts, and its rerun counts once.
+"""A run killed with SIGKILL half-way leaves no trace in the counts, and its rerun counts once;
+a rerun killed half-way leaves the earlier results in place.
 
 Run as a module (``python -m tests.test_crash_safety URL RUN_ID``) this file is the writer the
 test kills: it begins the run and commits crossings batch by batch, printing ``batch N`` after
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from truckcount.storage import (
     daily_counts,
     ensure_camera,
     finish_run,
+    list_runs,
     open_database,
 )
 from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
@@ -90,8 +93,9 @@ def _daily(engine: Engine, camera_id: str) -> list[tuple[str, str, str, int]]:
     return [(d.line_id, d.day, d.direction_name, d.count) for d in daily_counts(engine, camera_id)]
 
 
-def _kill_mid_run(url: str, run_id: str) -> None:
-    """Start the writer, wait until ``KILL_AFTER`` batches are committed, then SIGKILL it."""
+def _kill_mid_run(url: str, run_id: str, while_running: Callable[[], None] = lambda: None) -> None:
+    """Start the writer, wait until ``KILL_AFTER`` batches are committed, call
+    ``while_running``, then SIGKILL the writer."""
     cmd = [sys.executable, "-m", "tests.test_crash_safety", url, run_id]
     child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -99,6 +103,7 @@ def _kill_mid_run(url: str, run_id: str) -> None:
         for seen in range(1, KILL_AFTER + 1):
             line = child.stdout.readline()
             assert line.strip() == f"batch {seen}", f"writer stopped early: {line!r}"
+        while_running()
         child.send_signal(signal.SIGKILL)
     finally:
         child.kill()
@@ -111,8 +116,9 @@ def test_killed_run_counts_nothing_and_rerun_matches_clean_run(engine: Engine) -
 
     Each batch commits on its own, so the killed run left crossings behind, but its run stays
     ``running`` and only complete runs count: buckets read NULL (no coverage) and daily counts
-    are empty. Processing the same recording again reuses the run id; ``begin_run`` deletes the
-    leftovers, and the counts then equal those of a run that was never interrupted.
+    are empty. Processing the same recording again reuses the run id in a new attempt, which
+    marks the killed one failed; the counts then equal those of a run that was never
+    interrupted.
     """
     url = engine.url.render_as_string(hide_password=False)
     _kill_mid_run(url, "crash-run")
@@ -129,6 +135,38 @@ def test_killed_run_counts_nothing_and_rerun_matches_clean_run(engine: Engine) -
     assert _series(engine, "cam1") == _series(engine, "clean")
     assert _daily(engine, "cam1") == _daily(engine, "clean")
     assert sum(n for *_, n in _daily(engine, "cam1")) == BATCHES * PER_BATCH
+
+
+def test_rerun_killed_mid_way_leaves_the_old_counts(engine: Engine) -> None:
+    """A complete run is processed again (same recording, model and config) and the rerun is
+    killed half-way. Earlier versions deleted the old crossings when the rerun began, so the
+    counts read NULL from then on; now readers see the old counts while the rerun writes and
+    after it dies, and a later rerun that completes replaces them exactly once.
+    """
+    url = engine.url.render_as_string(hide_password=False)
+    write_run(engine, "cam1", "r", finish=True)
+    before_rerun = datetime.now(UTC)
+    old = (_series(engine, "cam1"), _daily(engine, "cam1"))
+    seen_while_running: list[object] = []
+
+    def look() -> None:
+        seen_while_running.append((_series(engine, "cam1"), _daily(engine, "cam1")))
+
+    _kill_mid_run(url, "r", look)
+    assert seen_while_running == [old]
+    assert (_series(engine, "cam1"), _daily(engine, "cam1")) == old
+    assert count_crossings(engine, "cam1") == BATCHES * PER_BATCH
+    assert (
+        count_crossings(engine, "cam1", include_unfinished=True)
+        == (BATCHES + KILL_AFTER) * PER_BATCH
+    )
+
+    write_run(engine, "cam1", "r", finish=True)
+    assert (_series(engine, "cam1"), _daily(engine, "cam1")) == old
+    assert count_crossings(engine, "cam1") == BATCHES * PER_BATCH
+    at = bucket_counts(engine, "cam1", start=DAYS[0], end=DAYS[1], as_of=before_rerun)
+    assert [b.count for b in at] == [b[3] for b in old[0]], "as-of before: the first attempt"
+    assert [r.status.value for r in list_runs(engine, "cam1")] == ["complete", "failed", "complete"]
 
 
 if __name__ == "__main__":

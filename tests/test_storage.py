@@ -147,22 +147,40 @@ def test_rerun_of_the_same_run_id_replaces_its_crossings(engine: Engine) -> None
     record_run(engine, [crossing(T0, 1), crossing(T0, 2), crossing(T0, 3)])
     record_run(engine, [crossing(T0, 7), crossing(T0, 8)])
     assert count_crossings(engine, CAM) == 2
-    assert [c.track_id for c in stored_crossings(engine)] == [7, 8]
-    [run] = list_runs(engine, CAM)
-    assert (run.run_id, run.status, run.code_version) == ("run-a", RunStatus.COMPLETE, "abc")
+    assert days(daily_counts(engine, CAM)) == [("2024-05-01", "gate", "north", 2)]
+    first, second = list_runs(engine, CAM)
+    assert (first.run_id, second.run_id) == ("run-a", "run-a")
+    assert first.attempt_id != second.attempt_id
+    assert (second.status, second.code_version) == (RunStatus.COMPLETE, "abc")
 
 
-def test_rerun_resets_the_run_to_running(engine: Engine) -> None:
-    record_run(engine, [crossing(T0)])
-    begin_run(engine, run_info(source="b.mp4"))
-    [run] = list_runs(engine)
-    assert (run.status, run.source, run.finished_at, run.media_end) == (
-        RunStatus.RUNNING,
-        "b.mp4",
-        None,
-        None,
-    )
-    assert count_crossings(engine, CAM, include_unfinished=True) == 0
+def test_a_running_rerun_leaves_the_earlier_results_visible(engine: Engine) -> None:
+    """Between the start and the end of a rerun readers still see the earlier attempt."""
+    record_run(engine, [crossing(T0, 1), crossing(T0, 2)])
+    begin_run(engine, run_info(source="run-a.mp4"))
+    add_crossings(engine, [crossing(T0, 5)])
+    assert count_crossings(engine, CAM) == 2
+    assert [r.status for r in list_runs(engine)] == [RunStatus.COMPLETE, RunStatus.RUNNING]
+    assert count_crossings(engine, CAM, include_unfinished=True) == 3
+
+
+def test_a_new_attempt_abandons_an_unfinished_one(engine: Engine) -> None:
+    """A crashed attempt stays ``running``; the next attempt of its run marks it failed."""
+    crashed = begin_run(engine, run_info())
+    latest = begin_run(engine, run_info())
+    statuses = {r.attempt_id: r.status for r in list_runs(engine)}
+    assert statuses == {crashed: RunStatus.FAILED, latest: RunStatus.RUNNING}
+    add_crossings(engine, [crossing(T0, 1)])  # goes to the running attempt
+    with pytest.raises(StorageError, match="is failed"):
+        add_crossings(engine, [crossing(T0, 2)], attempt_id=crashed)
+
+
+def test_beginning_a_stored_attempt_again_changes_nothing(engine: Engine) -> None:
+    attempt = begin_run(engine, run_info())
+    assert begin_run(engine, run_info(), attempt_id=attempt) == attempt
+    assert [r.attempt_id for r in list_runs(engine)] == [attempt]
+    with pytest.raises(StorageError, match="belongs to run 'run-a'"):
+        begin_run(engine, run_info("run-b"), attempt_id=attempt)
 
 
 def test_reprocessing_a_source_supersedes_the_earlier_run(engine: Engine) -> None:
