@@ -286,6 +286,46 @@ def eval_detect(
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file")],
+    host: Annotated[
+        str | None, typer.Option(help="address to bind (default: service.host)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port (default: service.port)")
+    ] = None,
+) -> None:
+    """Serve the HTTP API and dashboard, and run the scheduled jobs, until SIGTERM/SIGINT."""
+    from truckcount.service import serve as run_service
+
+    _guard(lambda: run_service(config, host, port))
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    db: Annotated[str | None, typer.Option(help="database URL (overrides the config)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON like GET /cameras")] = False,
+) -> None:
+    """Print every camera's status: last frame, frame rate, runs, coverage today."""
+    from truckcount.status import collect, format_table
+    from truckcount.storage import open_database
+
+    def go() -> str:
+        cfg = _config(config) if config is not None else None
+        engine = open_database(db or (cfg or AppConfig()).storage.url, create=False)
+        try:
+            found = collect(engine, cfg)
+        finally:
+            engine.dispose()
+        if as_json:
+            return json.dumps({"cameras": [s.to_json() for s in found]}, indent=1)
+        return format_table(found)
+
+    typer.echo(_guard(go))
+
+
 from truckcount.cli_eval import register  # noqa: E402 (needs eval_app)
 
 register(eval_app)

@@ -220,6 +220,45 @@ class CameraConfig(StrictModel):
         return v
 
 
+class ServiceConfig(StrictModel):
+    """The long-running service (``truckcount serve``): HTTP API, scheduled jobs, watch folder.
+
+    Relative folders are relative to the config file. The API token is read from the
+    environment variable named by ``token_env``, never from this file.
+    """
+
+    host: str = Field("127.0.0.1", min_length=1, description="address the HTTP API binds")
+    port: int = Field(8080, ge=1, le=65535, description="port of the HTTP API")
+    token_env: str = Field(
+        "TRUCKCOUNT_API_TOKEN",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the API bearer token; required when the "
+        "host is not a loopback address",
+    )
+    watch_folder: Path | None = Field(
+        None, description="folder where new recordings are dropped; None: no watch folder"
+    )
+    watch_pattern: str = Field(
+        "{camera}_%Y%m%d_%H%M%S.mp4",
+        min_length=1,
+        description="file name of a recording: {camera} is a camera id, the rest strptime "
+        "codes of its first frame in the camera's time zone (unless it has %z)",
+    )
+    watch_interval_s: float = Field(30.0, ge=0.5, le=86400, description="watch folder scan period")
+    settle_s: float = Field(
+        5.0, ge=0, le=3600, description="a file must be unchanged this long (still being copied)"
+    )
+    eval_data: Path | None = Field(
+        None, description="labelled frames (images/, labels/) for the nightly model evaluation"
+    )
+    eval_split: str = Field("val", pattern=r"^(all|val|train)$", description="frames evaluated")
+    nightly_at: str = Field(
+        "02:30",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="UTC time (HH:MM) of the nightly model evaluation",
+    )
+
+
 class AppConfig(StrictModel):
     """The whole application configuration."""
 
@@ -228,6 +267,9 @@ class AppConfig(StrictModel):
     tracker: TrackerConfig = Field(default_factory=lambda: TrackerConfig())
     counter: CounterConfig = Field(default_factory=lambda: CounterConfig())
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="configured cameras")
+    service: ServiceConfig = Field(
+        default_factory=lambda: ServiceConfig(), description="the long-running service"
+    )
 
     def camera(self, camera_id: str) -> CameraConfig:
         """Return the camera with this id, or raise ``ConfigError`` naming the known ids."""
@@ -238,8 +280,8 @@ class AppConfig(StrictModel):
         raise ConfigError(f"unknown camera {camera_id!r} (configured: {known})")
 
     def digest(self) -> str:
-        """Stable short hash of everything that changes counts (not storage)."""
-        payload = self.model_dump(mode="json", exclude={"storage"})
+        """Stable short hash of everything that changes counts (not storage, not the service)."""
+        payload = self.model_dump(mode="json", exclude={"storage", "service"})
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

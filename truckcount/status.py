@@ -95,14 +95,13 @@ def collect(
     for run in list_runs(engine):
         runs_by_camera.setdefault(run.camera_id, []).append(run)
     return [
-        _status(
-            engine, cam, _zone_of(engine, cfg, cam), runs_by_camera.get(cam, []), states, moment
-        )
+        _status(engine, cam, zone_of(engine, cfg, cam), runs_by_camera.get(cam, []), states, moment)
         for cam in camera_ids(engine, cfg)
     ]
 
 
-def _zone_of(engine: Engine, cfg: AppConfig | None, camera_id: str) -> str:
+def zone_of(engine: Engine, cfg: AppConfig | None, camera_id: str) -> str:
+    """The camera's stored time zone, else its configured one, else UTC."""
     try:
         return camera_timezone(engine, camera_id)
     except UnknownCameraError:
