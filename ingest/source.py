@@ -13,6 +13,8 @@ from urllib.request import url2pathname
 from truckcount.config import CameraConfig
 from truckcount.ingest.errors import SourceError, mask_url
 from truckcount.ingest.files import open_video
+from truckcount.ingest.live import LiveClock, is_live, open_stream, read_stream
+from truckcount.ingest.timestamps import recording_start
 from truckcount.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -23,23 +25,31 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 def open_source(camera: CameraConfig, *, start: datetime | None = None) -> Iterator[Frame]:
     """Open the camera's source as timestamped frames sampled at ``camera.analysis_fps``.
 
-    Configuration problems are raised at once; problems reading the file surface when iteration
-    begins (see ``open_video``).
+    A recording's frames are stamped ``first-frame time + presentation time``; the first-frame
+    time comes from the camera's ``timestamps`` priority (see ``timestamps.recording_start``).
+    A live source (stream URL or ``/dev/videoN``) is read over one connection, stamped by the
+    receive clock (see ``live``); ``reader.CameraReader`` adds reconnection and a watchdog.
+
+    Configuration problems are raised at once; problems reading surface during iteration.
 
     Args:
-        camera: the camera; ``source`` is a video file path or a ``file://`` URL.
-        start: wall-clock time of the first frame; overrides ``camera.start``.
+        camera: the camera; ``source`` is a video file path, a ``file://`` URL or a live source.
+        start: wall-clock time of a recording's first frame; overrides ``camera.start``.
 
     Returns:
         Iterator of ``Frame``.
 
     Raises:
-        SourceError: no source configured, a stream URL (not supported yet), or no start time.
+        SourceError: no source configured, an unsupported URL scheme, no start time, or a live
+            source that cannot be opened.
     """
     if not camera.source:
         raise SourceError(f"camera {camera.id!r}: no source configured")
+    if is_live(camera.source):
+        logger.info("camera %s: live source %s", camera.id, mask_url(camera.source))
+        return read_stream(open_stream(camera), camera, LiveClock())
     path = _local_path(camera.id, camera.source)
-    first = _start_time(camera, start)
+    first = recording_start(camera, path, start=start).ts
     logger.info(
         "camera %s: source %s, first frame at %s",
         camera.id,
@@ -62,21 +72,6 @@ def _local_path(camera_id: str, source: str) -> Path:
     if scheme == "file":
         return Path(url2pathname(urlsplit(source).path))
     raise SourceError(
-        f"camera {camera_id!r}: {scheme}:// sources are not supported yet "
-        f"({mask_url(source)}); only video files can be read for now"
+        f"camera {camera_id!r}: {scheme}:// sources are not supported "
+        f"({mask_url(source)}); use a file, rtsp(s)://, http(s)://, or /dev/videoN"
     )
-
-
-def _start_time(camera: CameraConfig, start: datetime | None) -> datetime:
-    first = start if start is not None else camera.start
-    if first is None:
-        raise SourceError(
-            f"camera {camera.id!r}: the wall-clock time of the first frame is unknown; "
-            "pass --start (e.g. --start 2021-11-15T13:17:09+07:00) or set `start` in the "
-            "camera's config"
-        )
-    if first.utcoffset() is None:
-        raise SourceError(
-            f"camera {camera.id!r}: start {first.isoformat()} needs a UTC offset, e.g. +07:00"
-        )
-    return first

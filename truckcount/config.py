@@ -11,7 +11,7 @@ import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -177,6 +177,12 @@ class DetectorConfig(StrictModel):
         "batch 8; scores differ slightly)",
     )
     max_detections: int = Field(100, ge=1, le=1000, description="boxes kept per frame")
+    runtime: str = Field(
+        "torch",
+        pattern=r"^(torch|onnx)$",
+        description="torch (eager PyTorch) or onnx (ONNX Runtime, CUDA provider when present; "
+        "weights may then be a .onnx file, a .pt is exported once into the user cache)",
+    )
 
 
 class StorageConfig(StrictModel):
@@ -187,6 +193,15 @@ class StorageConfig(StrictModel):
         min_length=1,
         description="SQLAlchemy URL; a relative sqlite path is relative to the config file",
     )
+    spool_dir: Path | None = Field(
+        None,
+        description="folder for writes made while the database is unreachable, replayed when it "
+        "is back; default: beside the SQLite file, else ~/.local/share/truckcount/spool",
+    )
+
+
+TimestampSource = Literal["start", "filename", "creation_time", "mtime"]
+"""Where a recording's wall-clock start can come from (see ``CameraConfig.timestamps``)."""
 
 
 class CameraConfig(StrictModel):
@@ -201,6 +216,53 @@ class CameraConfig(StrictModel):
     analysis_fps: float = Field(5.0, gt=0, le=120, description="frames analysed per second")
     lines: tuple[LineConfig, ...] = Field(
         default_factory=lambda: (LineConfig(),), description="counting lines"
+    )
+    timestamps: tuple[TimestampSource, ...] = Field(
+        ("start", "filename"),
+        min_length=1,
+        description="where a recording's first-frame time comes from, first that applies wins: "
+        "start (this config or --start), filename (filename_pattern), creation_time (container "
+        "tag), mtime (file modification time minus duration, with a warning)",
+    )
+    filename_pattern: str | None = Field(
+        None,
+        min_length=1,
+        description="strptime pattern of recording file names in the camera's time zone "
+        "(unless it has %z), e.g. cam1_%Y%m%d_%H%M%S.mp4",
+    )
+    transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
+    input_format: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9_,]+$",
+        description="FFmpeg demuxer to force, e.g. mpjpeg (MJPEG over HTTP); /dev/video* uses v4l2",
+    )
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="live: give up connecting")
+    read_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="live: a read that waits this long for data fails"
+    )
+    stall_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="live watchdog: no frame for this long is an outage, even while the reader "
+        "is stuck inside FFmpeg; the reader is then abandoned and the stream reopened",
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay")
+    reconnect_max_s: float = Field(
+        30.0, gt=0, le=3600, description="reconnect delay cap (doubles per failure, +-20% jitter)"
+    )
+    queue_frames: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="frames held between reader and detector; when full a live camera drops the "
+        "oldest (counted as frames_dropped), a file waits",
+    )
+    segment_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=86_400,
+        description="live: a run is closed (and its counts become visible) this often",
     )
 
     @field_validator("timezone")
@@ -218,6 +280,15 @@ class CameraConfig(StrictModel):
         if v is not None and v.utcoffset() is None:
             raise ValueError(f"start {v.isoformat()} needs a UTC offset, e.g. +07:00")
         return v
+
+    @model_validator(mode="after")
+    def _live_limits(self) -> CameraConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(
+                f"camera {self.id!r}: reconnect_max_s {self.reconnect_max_s} is below "
+                f"reconnect_min_s {self.reconnect_min_s}"
+            )
+        return self
 
 
 class ServiceConfig(StrictModel):
@@ -323,6 +394,9 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             rel = url[len(prefix) :]
             if rel and rel != ":memory:":
                 storage["url"] = prefix + str((base / rel).resolve())
+        spool = storage.get("spool_dir")
+        if isinstance(spool, str) and not Path(spool).is_absolute():
+            storage["spool_dir"] = str((base / spool).resolve())
     detector = raw.get("detector")
     if isinstance(detector, dict) and isinstance(detector.get("weights"), str):
         w = Path(detector["weights"])
