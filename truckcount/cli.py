@@ -195,6 +195,37 @@ def db_upgrade(
     _guard(go)
 
 
+@db_app.command("replay")
+def db_replay(
+    config: ConfigOpt = None,
+    db: Annotated[str | None, typer.Option(help="database URL (overrides the config)")] = None,
+    spool: Annotated[
+        Path | None, typer.Option(help="spool folder (default: from the config, or beside the db)")
+    ] = None,
+) -> None:
+    """Write what was spooled while the database was unreachable; safe to run more than once."""
+    from truckcount.storage import mask_url, open_database
+    from truckcount.storage.spool import replay_folder
+    from truckcount.storage.writer import default_spool_dir
+
+    def go() -> None:
+        cfg = _config(config)
+        url = db or cfg.storage.url
+        folder = spool or cfg.storage.spool_dir or default_spool_dir(url)
+        engine = open_database(url)
+        try:
+            report = replay_folder(engine, folder)
+        finally:
+            engine.dispose()
+        busy = f"; {report.busy} still being written, left alone" if report.busy else ""
+        typer.echo(
+            f"{mask_url(url)}: replayed {report.files} spool file(s), "
+            f"{report.records} write(s) from {folder}{busy}"
+        )
+
+    _guard(go)
+
+
 @app.command("validate-config")
 def validate_config(path: Annotated[Path, typer.Argument(help="YAML config file")]) -> None:
     """Check a config file; print its cameras and lines, or the first error."""
