@@ -15,7 +15,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_OPTIONS = (
@@ -71,9 +72,25 @@ def _run(what: str, cmd: list[str]) -> None:
         raise PostgresUnavailable(f"{what} failed: {' | '.join(tail)}")
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running test server that a test may stop and start again (same port, same data)."""
+
+    url: str
+    stop: Callable[[], None]
+    start: Callable[[], None]
+
+
 @contextlib.contextmanager
 def server() -> Iterator[str]:
     """Start a server; yields its URL (database ``postgres``, user ``postgres``, no password)."""
+    with restartable_server() as running:
+        yield running.url
+
+
+@contextlib.contextmanager
+def restartable_server() -> Iterator[Server]:
+    """Start a server; yields it with ``stop`` (fast shutdown) and ``start`` to simulate outages."""
     bindir = find_bin()
     prefix, uid = _runner()
     root = Path(tempfile.mkdtemp(prefix="truckcount-pg-"))
@@ -81,13 +98,20 @@ def server() -> Iterator[str]:
         os.chown(root, uid, -1)
     data, port = root / "data", _free_port()
     pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
+    options = f"-p {port} -k {root} {SERVER_OPTIONS}"
+    log = str(root / "log")
+
+    def start() -> None:
+        _run("pg_ctl start", [*pg_ctl, "-o", options, "-l", log, "-w", "-t", "60", "start"])
+
+    def stop() -> None:
+        _run("pg_ctl stop", [*pg_ctl, "-m", "fast", "-w", "stop"])
+
     try:
         initdb = [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres"]
         _run("initdb", [*initdb, "--auth=trust", "--no-sync", "-E", "UTF8"])
-        options = f"-p {port} -k {root} {SERVER_OPTIONS}"
-        log = str(root / "log")
-        _run("pg_ctl start", [*pg_ctl, "-o", options, "-l", log, "-w", "-t", "60", "start"])
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        start()
+        yield Server(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop, start)
     finally:
         if (data / "postmaster.pid").exists():
             subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, check=False)

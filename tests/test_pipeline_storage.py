@@ -16,6 +16,7 @@ from truckcount.detector.infer import Detector
 from truckcount.pipeline import _record_run
 from truckcount.storage import RunStatus, list_runs, open_database
 from truckcount.storage.models import CoverageRow
+from truckcount.storage.writer import StorageWriter
 from truckcount.types import Detections, Frame, RunInfo
 
 
@@ -37,15 +38,18 @@ class Broken(NoVehicles):
 def test_a_run_records_its_coverage_only_when_complete(tmp_path: Path, detector: object) -> None:
     camera = CameraConfig(id="cam", timezone="UTC", analysis_fps=5.0)
     cfg = AppConfig(cameras=(camera,))
-    engine = open_database(f"sqlite:///{tmp_path}/c.db")
+    url = f"sqlite:///{tmp_path}/c.db"
+    writer = StorageWriter(url)
     run = RunInfo("r1", "cam", "a.mp4", "m1", "cfg", T0)
     frames = [make_frame(i / 5, "cam", index=i) for i in range(50)]  # 10 s at 5 fps
     work = (frames, cast(Detector, detector))
     if isinstance(detector, Broken):
         with pytest.raises(RuntimeError):
-            _record_run(engine, cfg, camera, run, work)
+            _record_run(writer, cfg, camera, run, work)
     else:
-        _record_run(engine, cfg, camera, run, work)
+        _record_run(writer, cfg, camera, run, work)
+    writer.close()
+    engine = open_database(url, create=False)
     with engine.connect() as conn:
         spans = [(r.start, r.end, r.frames_analysed) for r in conn.execute(select(CoverageRow))]
     [stored] = list_runs(engine)

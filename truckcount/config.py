@@ -198,11 +198,6 @@ class StorageConfig(StrictModel):
         description="folder for writes made while the database is unreachable, replayed when it "
         "is back; default: beside the SQLite file, else ~/.local/share/truckcount/spool",
     )
-    spool_dir: Path | None = Field(
-        None,
-        description="folder for writes made while the database is unreachable, replayed when it "
-        "is back; default: beside the SQLite file, else ~/.local/share/truckcount/spool",
-    )
 
 
 TimestampSource = Literal["start", "filename", "creation_time", "mtime"]
@@ -399,9 +394,6 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
             rel = url[len(prefix) :]
             if rel and rel != ":memory:":
                 storage["url"] = prefix + str((base / rel).resolve())
-        spool = storage.get("spool_dir")
-        if isinstance(spool, str) and not Path(spool).is_absolute():
-            storage["spool_dir"] = str((base / spool).resolve())
         spool = storage.get("spool_dir")
         if isinstance(spool, str) and not Path(spool).is_absolute():
             storage["spool_dir"] = str((base / spool).resolve())

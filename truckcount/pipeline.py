@@ -13,15 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from truckcount.aggregator.lines import LineCounter
 from truckcount.aggregator.tracker import Tracker
 from truckcount.config import AppConfig, CameraConfig
 from truckcount.detector.infer import Detector
 from truckcount.ingest import is_url, open_source, probe_video
-from truckcount.storage import repository as repo
-from truckcount.storage.database import open_database
+from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Frame, RunInfo
 
 log = logging.getLogger(__name__)
@@ -130,7 +127,7 @@ def run_recording(
         probe_video(Path(source))  # a missing or corrupt file fails before the model loads
     frames = open_source(camera, start=start)
     detector = Detector(cfg.detector)
-    engine = open_database(cfg.storage.url)
+    writer = StorageWriter(cfg.storage.url, cfg.storage.spool_dir)
     run = RunInfo(
         run_id=run_id_for(camera.id, _source_key(source), start, detector.version),
         camera_id=camera.id,
@@ -139,37 +136,38 @@ def run_recording(
         config_hash=cfg.digest(),
         started_at=datetime.now(UTC),
     )
-    return run, _record_run(engine, cfg, camera, run, (frames, detector))
+    try:
+        return run, _record_run(writer, cfg, camera, run, (frames, detector))
+    finally:
+        writer.close()
 
 
 def _record_run(
-    engine: Engine,
+    writer: StorageWriter,
     cfg: AppConfig,
     camera: CameraConfig,
     run: RunInfo,
     work: tuple[Iterable[Frame], Detector],
 ) -> StreamStats:
+    """Process the frames as one run through ``writer``: crossings as they come, then coverage
+    and completion; a failure marks the run failed. While the database is unreachable the
+    writer spools and the frame loop keeps going."""
     frames, detector = work
-    repo.ensure_camera(engine, camera.id, camera.timezone)
-    repo.begin_run(engine, run)
+    writer.begin_run(run, camera.timezone)
     log.info("run %s: camera %s, model %s", run.run_id, camera.id, run.model_version)
     try:
         stats = process_frames(
-            frames,
-            detector,
-            build_stages(cfg, camera, run),
-            lambda c: repo.add_crossings(engine, c),
+            frames, detector, build_stages(cfg, camera, run), writer.add_crossings
         )
     except BaseException:
-        repo.finish_run(
-            engine, run.run_id, status="failed", frames_analysed=0, media_start=None, media_end=None
+        writer.finish_run(
+            run.run_id, status="failed", frames_analysed=0, media_start=None, media_end=None
         )
         raise
     if stats.first_ts is not None and stats.last_ts is not None:
         frame_s = timedelta(seconds=1 / camera.analysis_fps)
-        repo.add_coverage(engine, run.run_id, stats.first_ts, stats.last_ts + frame_s, stats.frames)
-    repo.finish_run(
-        engine,
+        writer.add_coverage(run.run_id, stats.first_ts, stats.last_ts + frame_s, stats.frames)
+    writer.finish_run(
         run.run_id,
         status="complete",
         frames_analysed=stats.frames,
