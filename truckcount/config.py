@@ -185,6 +185,44 @@ class DetectorConfig(StrictModel):
     )
 
 
+class CascadeConfig(StrictModel):
+    """Cheap checks that decide whether the detector runs on a frame (off by default)."""
+
+    enabled: bool = Field(False, description="skip the detector on frames the checks clear")
+    region_margin: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="the watched region is the box around the camera's lines grown by this "
+        "fraction of the frame on each side; nothing outside it can cross a line soon",
+    )
+    pixel_delta: int = Field(
+        15, ge=1, le=255, description="grey-level change that makes a pixel count as moving"
+    )
+    motion_share: float = Field(
+        0.002,
+        ge=0,
+        le=1,
+        description="share of the region's pixels that must change since the last analysed "
+        "frame for the frame to be analysed",
+    )
+    presence_weights: Path | None = Field(
+        None,
+        description="truck-presence classifier checkpoint; with it, and a counter that records "
+        "trucks only, frames without a truck in the region are skipped too",
+    )
+    presence_threshold: float = Field(
+        0.05, ge=0, le=1, description="lowest truck probability in a region cell that keeps a frame"
+    )
+    audit_every: int = Field(
+        10,
+        ge=1,
+        le=10_000,
+        description="run the detector anyway on every n-th frame the checks would skip; a "
+        "vehicle found there turns the cascade off for the rest of the run",
+    )
+
+
 class StorageConfig(StrictModel):
     """Where crossings are written."""
 
@@ -337,6 +375,7 @@ class AppConfig(StrictModel):
     detector: DetectorConfig = Field(default_factory=lambda: DetectorConfig())
     tracker: TrackerConfig = Field(default_factory=lambda: TrackerConfig())
     counter: CounterConfig = Field(default_factory=lambda: CounterConfig())
+    cascade: CascadeConfig = Field(default_factory=lambda: CascadeConfig())
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="configured cameras")
     service: ServiceConfig = Field(
         default_factory=lambda: ServiceConfig(), description="the long-running service"

@@ -16,10 +16,13 @@ from pathlib import Path
 from truckcount.aggregator.lines import LineCounter
 from truckcount.aggregator.tracker import Tracker
 from truckcount.config import AppConfig, CameraConfig
+from truckcount.detector.cascade import Cascade, watched_region
 from truckcount.detector.infer import Detector
+from truckcount.detector.presence import PresenceClassifier
+from truckcount.detector.weights import pick_device
 from truckcount.ingest import is_url, open_source, probe_video
 from truckcount.storage.writer import StorageWriter
-from truckcount.types import Crossing, Frame, RunInfo
+from truckcount.types import Crossing, Detections, Frame, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class CameraStages:
 
     tracker: Tracker
     counter: LineCounter
+    gate: Cascade | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,9 @@ def process_frames(
     last: datetime | None = None
     for batch in _batched(frames, detector.cfg.batch_size):
         first = first or batch[0].ts
-        for frame, dets in zip(batch, detector.predict(batch), strict=True):
+        for frame, dets in zip(batch, detect(detector, batch, stages.gate), strict=True):
+            if dets is None:
+                continue  # cleared by the cascade: tracks just see a longer gap
             tracked = stages.tracker.update(dets, _media_seconds(frame, first))
             crossings = stages.counter.update(frame, tracked)
             if crossings:
@@ -81,6 +87,34 @@ def process_frames(
         sink(rest)
         n_cross += len(rest)
     return StreamStats(n_frames, n_cross, first, last)
+
+
+def detect(
+    detector: Detector, frames: Sequence[Frame], gate: Cascade | None = None
+) -> list[Detections | None]:
+    """Detections for each frame, in one detector batch; None where the cascade skipped it."""
+    if gate is None:
+        return list(detector.predict(frames))
+    keep = gate.select(frames)
+    found = iter(detector.predict([f for f, k in zip(frames, keep, strict=True) if k]))
+    out: list[Detections | None] = []
+    for frame, k in zip(frames, keep, strict=True):
+        dets = next(found) if k else None
+        if dets is not None:
+            gate.check(frame, dets)
+        out.append(dets)
+    return out
+
+
+def build_gate(cfg: AppConfig, camera: CameraConfig) -> Cascade | None:
+    """The camera's cascade when ``cascade.enabled``, else None."""
+    if not cfg.cascade.enabled:
+        return None
+    weights = cfg.cascade.presence_weights
+    presence = PresenceClassifier(weights, pick_device(cfg.detector.device)) if weights else None
+    region = watched_region(camera.lines, cfg.cascade.region_margin)
+    score = min(cfg.tracker.high_threshold, cfg.tracker.new_track_threshold)
+    return Cascade(cfg.cascade, region, cfg.counter.classes, score, presence)
 
 
 def run_id_for(camera_id: str, source: str, start: datetime, model_version: str) -> str:
@@ -101,6 +135,7 @@ def build_stages(cfg: AppConfig, camera: CameraConfig, run: RunInfo) -> CameraSt
             run_id=run.run_id,
             track_timeout_s=cfg.tracker.lost_seconds,
         ),
+        gate=build_gate(cfg, camera),
     )
 
 
