@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from truckcount.config import AppConfig
 from truckcount.query import CountsRequest, OutputFormat, fetch_with, render
+from truckcount.status import configured_series
 from truckcount.storage import StorageError, UnknownCameraError
 from truckcount.types import BucketWidth
 
@@ -32,17 +33,6 @@ class BucketOut(BaseModel):
     class_name: str
     count: int | None = Field(description="crossings; null when no analysed video covers it")
     covered_s: float = Field(description="seconds of the bucket covered by analysed video")
-
-
-def configured_series(cfg: AppConfig | None, camera_id: str) -> tuple[tuple[str, str], ...]:
-    """(line, direction) pairs the config gives the camera; none if it is not configured."""
-    cams = [c for c in (cfg.cameras if cfg else ()) if c.id == camera_id]
-    return tuple(
-        (ln.id, name)
-        for c in cams
-        for ln in c.lines
-        for name in (ln.directions.in_, ln.directions.out)
-    )
 
 
 def parse_instant(name: str, value: str | None) -> datetime | None:

@@ -31,6 +31,7 @@ from typing import Any
 import uvicorn
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -80,6 +81,21 @@ def job_specs(cfg: AppConfig, config_path: Path) -> list[JobSpec]:
     return specs
 
 
+class _Scheduler(BackgroundScheduler):
+    """A ``BackgroundScheduler`` that looks at no job unless it is running.
+
+    APScheduler 3 wakes its thread once more during ``shutdown()`` and processes due jobs with
+    the executors already closed: submitting fails, yet the job's next run time is advanced and
+    stored, so a run due at that moment (say, one missed during downtime) would be lost.
+    """
+
+    def _process_jobs(self) -> float | None:
+        if self.state != STATE_RUNNING:
+            return None
+        wait: float | None = super()._process_jobs()
+        return wait
+
+
 def build_scheduler(engine: Engine, specs: list[JobSpec]) -> BackgroundScheduler:
     """A started, paused scheduler holding exactly ``specs`` in the database job store.
 
@@ -87,7 +103,7 @@ def build_scheduler(engine: Engine, specs: list[JobSpec]) -> BackgroundScheduler
     run missed during downtime fires once on ``resume()``; changed jobs are replaced and jobs no
     longer configured are removed.
     """
-    scheduler = BackgroundScheduler(
+    scheduler = _Scheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
         job_defaults=JOB_DEFAULTS,
         timezone="UTC",

@@ -141,10 +141,10 @@ def verify_period(
                 tz=zone,
                 start=start.date(),
                 end=start.date(),
-                as_of=moment,
-                known_series=[("", "")],
+                known_series=[*status.configured_series(cfg, cam), ("", "")],
             )
-            if b.start == start and b.line_id != ""
+            if b.start == start.astimezone(UTC) and b.line_id != ""  # UTC: a DST-ambiguous
+            # local time never equals a time in another zone
         ]
         _check(cam, buckets)
         known = [b.count for b in buckets if b.count is not None]

@@ -75,6 +75,17 @@ class CameraStatus:
         return out
 
 
+def configured_series(cfg: AppConfig | None, camera_id: str) -> tuple[tuple[str, str], ...]:
+    """(line, direction) pairs the config gives the camera; none if it is not configured."""
+    cams = [c for c in (cfg.cameras if cfg else ()) if c.id == camera_id]
+    return tuple(
+        (ln.id, name)
+        for c in cams
+        for ln in c.lines
+        for name in (ln.directions.in_, ln.directions.out)
+    )
+
+
 def camera_ids(engine: Engine, cfg: AppConfig | None) -> list[str]:
     """Configured cameras first (in config order), then any other camera with stored runs."""
     ids = [c.id for c in cfg.cameras] if cfg is not None else []
