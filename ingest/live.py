@@ -28,6 +28,7 @@ from av.container import InputContainer
 
 from truckcount.config import CameraConfig
 from truckcount.ingest.errors import SourceError, mask_url
+from truckcount.ingest.files import MediaClock
 from truckcount.ingest.sampling import FrameSampler
 from truckcount.types import Frame
 
@@ -157,24 +158,35 @@ def read_stream(
 ) -> Iterator[Frame]:
     """Decode one connection into frames sampled at ``camera.analysis_fps`` of media time.
 
-    Frames are stamped by ``clock``; ``index`` counts decoded frames from ``first_index``. Ends
-    when the peer ends the stream.
+    Media time is measured as for files (``files.MediaClock``: a frame without a timestamp is
+    placed one nominal frame after the previous one), so a stream's frames keep the spacing the
+    same video has offline. Timestamps that jump back by more than a second start a new media
+    clock. Frames are stamped by ``clock``; ``index`` counts decoded frames from
+    ``first_index``. Ends when the peer ends the stream.
 
     Raises:
         SourceError: the read times out, the connection breaks, or the decoder keeps failing.
     """
     stream = container.streams.video[0]
-    sampler = FrameSampler(camera.analysis_fps)
+    rate = stream.guessed_rate or stream.average_rate
+    fps = Fraction(rate) if rate else None
+    name = mask_url(camera.source or "")
+    media, sampler = MediaClock(stream.time_base, fps, name), FrameSampler(camera.analysis_fps)
     clock.new_connection()
-    origin: Fraction | None = None
     index = first_index
     for frame in _decode(container, camera):
-        media = frame.pts * stream.time_base if frame.pts is not None and stream.time_base else None
-        stamped = clock.stamp(media)
-        if media is not None:
-            origin = media if origin is None or media < origin else origin
-        t = media - origin if media is not None and origin is not None else Fraction(0)
-        if media is None or sampler.keep(t):
+        last = media.last
+        t = media.seconds(frame.pts)
+        if last is not None and t < last - 1:
+            logger.info("camera %s: timestamps jumped back; new media clock", camera.id)
+            media, sampler = (
+                MediaClock(stream.time_base, fps, name),
+                FrameSampler(camera.analysis_fps),
+            )
+            clock.new_connection()
+            t = media.seconds(frame.pts)
+        stamped = clock.stamp(t)
+        if sampler.keep(t):
             image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
             yield Frame(camera.id, stamped, index, image)
         index += 1

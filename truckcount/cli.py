@@ -124,11 +124,51 @@ def run(
     from truckcount.pipeline import run_recording
 
     def go() -> None:
+        from truckcount.ingest.live import is_live
+
+        if is_live(str(video)):
+            raise ValueError(f"{video} is a live source; use `truckcount live` for streams")
         cfg = _config(config)
         info, stats = run_recording(cfg, camera, source=str(video), start=_parse_start(start))
         typer.echo(
             f"run {info.run_id}: {stats.frames} frames, {stats.crossings} crossings "
             f"(model {info.model_version})"
+        )
+
+    _guard(go)
+
+
+@app.command()
+def live(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file")],
+    camera: Annotated[
+        list[str] | None, typer.Option(help="camera id (repeat); default: every camera")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(min=0, help="stop after this many seconds")
+    ] = None,
+) -> None:
+    """Count crossings on live cameras until Ctrl-C / SIGTERM, in segment runs of the cameras'
+    ``segment_seconds``; the open segment is closed cleanly on exit."""
+    import signal
+    import threading
+
+    from truckcount.live import LiveOptions, run_live
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: closing the open segments", signum)
+        stop.set()
+
+    def go() -> None:
+        cfg = _config(config)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+        report = run_live(cfg, camera or [], LiveOptions(duration_s=duration), stop)
+        typer.echo(
+            f"{len(report.segments)} segment runs, {report.frames} frames, "
+            f"{report.crossings} crossings, {len(report.outages)} outages"
         )
 
     _guard(go)
