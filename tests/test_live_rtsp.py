@@ -22,10 +22,10 @@ from truckcount.config import AppConfig, CameraConfig, load_config
 from truckcount.detector.infer import Detector
 from truckcount.ingest import open_video
 from truckcount.live import LiveOptions, LiveReport, LiveSession
-from truckcount.live_writer import DirectWriter
 from truckcount.pipeline import build_stages, process_frames
 from truckcount.storage.database import open_database
 from truckcount.storage.models import CoverageRow, CrossingRow, RunRow
+from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, RunInfo
 
 pytestmark = pytest.mark.skipif(not DEMO_CLIP.exists(), reason="demo clip not built")
@@ -69,8 +69,8 @@ def run_session(
     actions: Callable[[], None] | None = None,
 ) -> tuple[LiveSession, LiveReport]:
     """Run a live session on its thread until ``until(session)`` or ``limit_s``."""
-    engine = open_database(cfg.storage.url)
-    session = LiveSession(cfg, cfg.cameras, DirectWriter(engine), Detector(cfg.detector))
+    writer = StorageWriter(cfg.storage.url, tmp_spool(cfg))
+    session = LiveSession(cfg, cfg.cameras, writer, Detector(cfg.detector))
     stop = threading.Event()
     out: list[LiveReport] = []
     thread = threading.Thread(target=lambda: out.append(session.run(LiveOptions(), stop)))
@@ -82,8 +82,13 @@ def run_session(
         time.sleep(0.2)
     stop.set()
     thread.join(60)
+    writer.close()
     assert out, "the live session crashed"
     return session, out[0]
+
+
+def tmp_spool(cfg: AppConfig) -> Path:
+    return Path(cfg.storage.url.removeprefix("sqlite:///")).parent / "spool"
 
 
 def stored(cfg: AppConfig) -> tuple[list[CrossingRow], list[CoverageRow], list[RunRow]]:

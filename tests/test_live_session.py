@@ -20,9 +20,9 @@ from sqlalchemy import select
 from truckcount.config import AppConfig, CameraConfig, ConfigError, StorageConfig
 from truckcount.detector.infer import Detector
 from truckcount.live import LiveOptions, LiveSession, select_cameras
-from truckcount.live_writer import DirectWriter
 from truckcount.storage.database import open_database
 from truckcount.storage.models import CoverageRow, RunRow
+from truckcount.storage.writer import StorageWriter
 
 START = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -57,9 +57,11 @@ def cfg(tmp_path: Path) -> AppConfig:
 
 
 def test_files_become_contiguous_complete_segment_runs_without_drops(cfg: AppConfig) -> None:
-    engine = open_database(cfg.storage.url)
-    session = LiveSession(cfg, cfg.cameras, DirectWriter(engine), Detector(cfg.detector))
+    writer = StorageWriter(cfg.storage.url)
+    session = LiveSession(cfg, cfg.cameras, writer, Detector(cfg.detector))
     report = session.run(LiveOptions(max_batch=8, max_wait_s=0.05), threading.Event())
+    writer.close()
+    engine = open_database(cfg.storage.url)
     assert {s.camera_id: 0 for s in report.segments} == {"f0": 0, "f1": 0}
     for cam, frames in (("f0", 20), ("f1", 25)):
         segs = [s for s in report.segments if s.camera_id == cam]

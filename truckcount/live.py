@@ -32,9 +32,9 @@ from truckcount.ingest.errors import mask_url
 from truckcount.ingest.live import is_live
 from truckcount.ingest.queues import FrameQueue, Item, Outage, SourceEnded
 from truckcount.ingest.reader import CameraReader, FileReader
-from truckcount.live_writer import DirectWriter, RunWriter
 from truckcount.pipeline import CameraStages, build_stages, run_id_for
-from truckcount.storage.database import StorageError, open_database
+from truckcount.storage.database import StorageError
+from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Detections, Frame, RunInfo
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class LiveSession:
     Args:
         cfg: the application config (detector, tracker, counter, storage).
         cameras: the cameras to run; each needs a ``source``.
-        writer: where runs, crossings and coverage go.
+        writer: where runs, crossings and coverage go (spooled while the database is down).
         detector: the shared detector.
     """
 
@@ -125,7 +125,7 @@ class LiveSession:
         self,
         cfg: AppConfig,
         cameras: Sequence[CameraConfig],
-        writer: RunWriter,
+        writer: StorageWriter,
         detector: Detector,
     ) -> None:
         self.cfg = cfg
@@ -310,9 +310,9 @@ def run_live(
         StorageError: the database cannot be opened or written.
     """
     cameras = select_cameras(cfg, camera_ids)
-    engine = open_database(cfg.storage.url)
+    writer = StorageWriter(cfg.storage.url, cfg.storage.spool_dir)
     try:
-        session = LiveSession(cfg, cameras, DirectWriter(engine), Detector(cfg.detector))
+        session = LiveSession(cfg, cameras, writer, Detector(cfg.detector))
         return session.run(options, stop)
     finally:
-        engine.dispose()
+        writer.close()
