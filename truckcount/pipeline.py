@@ -21,6 +21,7 @@ from truckcount.detector.infer import Detector
 from truckcount.detector.presence import PresenceClassifier
 from truckcount.detector.weights import pick_device
 from truckcount.ingest import is_url, open_source, probe_video
+from truckcount.ingest.timestamps import recording_start
 from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Detections, Frame, RunInfo
 
@@ -152,6 +153,8 @@ def run_recording(
     start = start or camera.start
     if source is None:
         raise ValueError(f"camera {camera_id!r}: no source given (pass a video file)")
+    if start is None and not is_url(source):  # file name, creation_time, mtime, per camera
+        start = recording_start(camera, Path(source)).ts
     if start is None:
         raise ValueError(
             f"camera {camera_id!r}: the recording's wall-clock start is unknown: "
