@@ -1,8 +1,10 @@
 """Storage throughput: bulk insert of crossings, and the daily query on 100 cameras x 1 year.
 
 Usage: .venv/bin/python benchmarks/bench_storage.py [--engine sqlite|postgresql|both]
-Prints one JSON object. The bulk insert (``add_crossings`` in batches of 10,000) is compared
-against a naive baseline measured in the same run: one INSERT per row through an ORM session.
+Prints one JSON object. The bulk insert (``add_crossings`` in batches of 10,000: COPY on
+PostgreSQL, a lean executemany on SQLite) is compared in the same run against the previous insert
+path (SQLAlchemy ``insert(CrossingRow)`` with one dict per row, as ``add_crossings`` did before)
+and against a naive baseline: one INSERT per row through an ORM session.
 PostgreSQL runs on a throwaway server started the way the tests start one (``tests/pg.py``).
 """
 
@@ -21,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.pg
@@ -36,11 +38,12 @@ from truckcount.storage import (
     finish_run,
     open_database,
 )
-from truckcount.storage.models import CrossingRow
+from truckcount.storage.models import CrossingRow, RunRow
 from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
 
 BATCH = 10_000
 BULK_ROWS = 200_000
+OLD_ROWS = 100_000
 NAIVE_ROWS = 20_000
 CAMERAS = 100
 PER_DAY = 30
@@ -49,10 +52,10 @@ DAYS = 365
 CLASSES = (VehicleClass.TRUCK, VehicleClass.TRUCK, VehicleClass.CAR, VehicleClass.BUS)
 
 
-def _run(engine: Engine, run_id: str, camera_id: str, source: str) -> RunInfo:
+def _run(engine: Engine, run_id: str, camera_id: str, source: str) -> str:
+    """Begin a run; returns its attempt id."""
     run = RunInfo(run_id, camera_id, source, "bench-v1", "0" * 16, datetime.now(UTC))
-    begin_run(engine, run)
-    return run
+    return begin_run(engine, run)
 
 
 def _crossings(camera_id: str, run_id: str, start: datetime, n: int, step_s: float) -> list:
@@ -77,31 +80,54 @@ def _crossings(camera_id: str, run_id: str, start: datetime, n: int, step_s: flo
     return out
 
 
+def _rate(engine: Engine, rows: list[Crossing], write: Callable[..., object]) -> float:
+    """Seconds to write ``rows`` in batches of ``BATCH`` with ``write(engine, batch)``."""
+    start = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        write(engine, rows[i : i + BATCH])
+    return time.perf_counter() - start
+
+
+def _old_add_crossings(engine: Engine, crossings: list[Crossing], attempt_id: str) -> None:
+    """The insert path ``add_crossings`` had before COPY: checks, then one dict per row."""
+    seen = {(c.run_id, c.line_id, c.track_id) for c in crossings}
+    assert len(seen) == len(crossings)
+    rows = [{"attempt_id": attempt_id, **_values(c)} for c in crossings]
+    with engine.begin() as conn:
+        conn.scalar(select(RunRow.status).where(RunRow.attempt_id == attempt_id))
+        conn.execute(insert(CrossingRow), rows)
+
+
 def bench_insert(engine: Engine) -> dict[str, float]:
-    """Rows/s of ``add_crossings`` in batches of 10,000, and of one ORM INSERT per row."""
+    """Rows/s of ``add_crossings``, of the previous insert path, and of one ORM INSERT per row."""
     ensure_camera(engine, "bulk", "UTC")
     t0 = datetime(2024, 6, 1, tzinfo=UTC)
     _run(engine, "bulk-run", "bulk", "bulk.mp4")
-    rows = _crossings("bulk", "bulk-run", t0, BULK_ROWS, 0.5)
-    start = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
-        add_crossings(engine, rows[i : i + BATCH])
-    bulk_s = time.perf_counter() - start
+    bulk_s = _rate(engine, _crossings("bulk", "bulk-run", t0, BULK_ROWS, 0.5), add_crossings)
 
-    _run(engine, "naive-run", "bulk", "naive.mp4")
+    old_attempt = _run(engine, "old-run", "bulk", "old.mp4")
+    old = _crossings("bulk", "old-run", t0, OLD_ROWS, 0.5)
+    old_s = _rate(engine, old, lambda e, b: _old_add_crossings(e, b, old_attempt))
+
+    naive_attempt = _run(engine, "naive-run", "bulk", "naive.mp4")
     naive = _crossings("bulk", "naive-run", t0, NAIVE_ROWS, 0.5)
     start = time.perf_counter()
     with Session(engine) as session:
         for c in naive:
-            session.add(CrossingRow(**_values(c)))
+            session.add(CrossingRow(attempt_id=naive_attempt, **_values(c)))
             session.flush()  # one INSERT statement per row
         session.commit()
     naive_s = time.perf_counter() - start
-    bulk_rate, naive_rate = BULK_ROWS / bulk_s, NAIVE_ROWS / naive_s
+    bulk_rate, old_rate = BULK_ROWS / bulk_s, OLD_ROWS / old_s
+    naive_rate = NAIVE_ROWS / naive_s
     return {
         "bulk_rows": BULK_ROWS,
         "bulk_s": round(bulk_s, 3),
         "bulk_rows_per_s": round(bulk_rate),
+        "old_rows": OLD_ROWS,
+        "old_s": round(old_s, 3),
+        "old_rows_per_s": round(old_rate),
+        "bulk_vs_old": round(bulk_rate / old_rate, 2),
         "naive_rows": NAIVE_ROWS,
         "naive_s": round(naive_s, 3),
         "naive_rows_per_s": round(naive_rate),
@@ -188,12 +214,14 @@ def _database(kind: str) -> Iterator[str]:
         yield f"sqlite:///{Path(folder) / 'counts.db'}"
 
 
-def bench(kind: str) -> dict[str, object]:
+def bench(kind: str, *, insert_only: bool = False) -> dict[str, object]:
     """All measurements on one fresh database of ``kind``."""
     with _database(kind) as url:
         engine = open_database(url)
         try:
             result: dict[str, object] = {"insert": bench_insert(engine)}
+            if insert_only:
+                return result
             result["load"] = load_year(engine)
             result["query"] = bench_query(engine)
         finally:
@@ -204,6 +232,7 @@ def bench(kind: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--insert-only", action="store_true", help="skip the year load and query")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     kinds = ["sqlite", "postgresql"] if args.engine == "both" else [args.engine]
@@ -212,7 +241,7 @@ def main() -> None:
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     for kind in kinds:
-        report[kind] = bench(kind)
+        report[kind] = bench(kind, insert_only=args.insert_only)
     print(json.dumps(report, indent=2))
 
 

@@ -1,14 +1,16 @@
 """Fast crossing inserts: PostgreSQL ``COPY`` and a lean SQLite ``executemany``.
 
-Both paths bypass SQLAlchemy's per-row statement building; values go through the columns' own
-bind processors, so what is stored is exactly what an ORM insert would have stored. With
+Both paths skip SQLAlchemy's per-row statement building and type processing. What they store
+is exactly what an ORM insert stores (``tests/test_storage_bulk.py`` compares the two): on
+SQLite, times are naive UTC text in SQLAlchemy's format; on PostgreSQL, ``timestamptz``. With
 ``skip_duplicates`` a crossing whose (attempt, line, track) is already stored is left out, which
 is what makes replaying a spool idempotent; without it a duplicate is a ``StorageError``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, insert
@@ -17,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from truckcount.storage.database import DatabaseUnavailable, StorageError, describe_error
 from truckcount.storage.models import CrossingRow
+from truckcount.types import Crossing
 
 COLUMNS = (
     "attempt_id",
@@ -31,44 +34,67 @@ COLUMNS = (
     "confidence",
     "model_version",
 )
-_TS = COLUMNS.index("ts")
+
+# COPY text format: these characters in a value must be escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def insert_crossings(
-    conn: Connection, rows: Sequence[tuple[Any, ...]], *, skip_duplicates: bool = False
+    conn: Connection,
+    crossings: Sequence[Crossing],
+    attempts: Mapping[str, str],
+    *,
+    skip_duplicates: bool = False,
 ) -> int:
-    """Insert ``rows`` (values in ``COLUMNS`` order, ``ts`` aware) inside ``conn``'s transaction.
+    """Insert the crossings whose run is in ``attempts`` (run id -> attempt id) in ``conn``'s
+    transaction.
 
     Returns:
-        How many rows were inserted (fewer than given only with ``skip_duplicates``).
+        How many rows were inserted (fewer than given with ``skip_duplicates``, or when a run
+        is not in ``attempts``).
 
     Raises:
         StorageError: a row repeats a stored (attempt, line, track) and ``skip_duplicates`` is
-            false, or breaks another constraint.
+            false, breaks another constraint, or has a naive time.
         DatabaseUnavailable: the connection broke during a ``COPY``.
     """
-    if not rows:
+    chosen = [c for c in crossings if c.run_id in attempts]
+    if not chosen:
         return 0
     name = conn.dialect.name
     if skip_duplicates:
-        return _insert_ignoring(conn, rows)
+        return _insert_ignoring(conn, [_values(c, attempts) for c in chosen])
     if name == "postgresql":
-        return _copy_postgresql(conn, rows)
+        return _copy_postgresql(conn, chosen, attempts)
     if name == "sqlite":
-        return _executemany_sqlite(conn, rows)
-    conn.execute(insert(CrossingRow), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
-    return len(rows)
+        return _executemany_sqlite(conn, chosen, attempts)
+    conn.execute(insert(CrossingRow), [_values(c, attempts) for c in chosen])
+    return len(chosen)
 
 
-def _copy_postgresql(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+def _copy_postgresql(
+    conn: Connection, crossings: Sequence[Crossing], attempts: Mapping[str, str]
+) -> int:
     import psycopg
 
-    columns = ", ".join(COLUMNS)
+    text: dict[str, str] = {}  # each distinct string escaped once
+
+    def esc(value: str) -> str:
+        found = text.get(value)
+        if found is None:
+            found = text[value] = value.translate(_COPY_ESCAPES)
+        return found
+
+    lines = [
+        f"{esc(attempts[c.run_id])}\t{esc(c.run_id)}\t{esc(c.camera_id)}\t{esc(c.line_id)}\t"
+        f"{int(c.track_id)}\t{c.class_name}\t{c.direction}\t{esc(c.direction_name)}\t"
+        f"{_aware(c.ts).isoformat()}\t{float(c.confidence)!r}\t{esc(c.model_version)}\n"
+        for c in crossings
+    ]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        with cursor.copy(f"COPY crossings ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        with cursor.copy(f"COPY crossings ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            copy.write("".join(lines))
     except psycopg.IntegrityError as exc:
         raise StorageError(f"crossings rejected: {_first_line(exc)}") from None
     except psycopg.OperationalError as exc:
@@ -76,36 +102,76 @@ def _copy_postgresql(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
         raise DatabaseUnavailable(f"database unreachable: {_first_line(exc)}") from exc
     finally:
         cursor.close()
-    return len(rows)
+    return len(crossings)
 
 
-def _executemany_sqlite(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
-    to_text = _ts_processor(conn)
+def _executemany_sqlite(
+    conn: Connection, crossings: Sequence[Crossing], attempts: Mapping[str, str]
+) -> int:
+    rows = [
+        (
+            attempts[c.run_id],
+            c.run_id,
+            c.camera_id,
+            c.line_id,
+            int(c.track_id),
+            str(c.class_name),
+            str(c.direction),
+            c.direction_name,
+            sqlite_utc_text(c.ts),
+            float(c.confidence),
+            c.model_version,
+        )
+        for c in crossings
+    ]
     marks = ", ".join("?" * len(COLUMNS))
     sql = f"INSERT INTO crossings ({', '.join(COLUMNS)}) VALUES ({marks})"
-    values = [(*r[:_TS], to_text(r[_TS]), *r[_TS + 1 :]) for r in rows]
     try:
-        conn.exec_driver_sql(sql, values)
+        conn.exec_driver_sql(sql, rows)
     except IntegrityError as exc:
         raise StorageError(f"crossings rejected: {describe_error(exc, conn.engine.url)}") from exc
     return len(rows)
 
 
-def _insert_ignoring(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+def sqlite_utc_text(ts: datetime) -> str:
+    """``ts`` as SQLAlchemy stores a ``UTCDateTime`` on SQLite: ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    return _aware(ts).isoformat(" ", "microseconds")[:26]
+
+
+def _aware(ts: datetime) -> datetime:
+    """``ts`` in UTC; raises ``StorageError`` for a naive time."""
+    if ts.tzinfo is UTC:
+        return ts
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise StorageError(f"crossing time: expected a timezone-aware datetime, got naive {ts!r}")
+    return ts.astimezone(UTC)
+
+
+def _values(c: Crossing, attempts: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "attempt_id": attempts[c.run_id],
+        "run_id": c.run_id,
+        "camera_id": c.camera_id,
+        "line_id": c.line_id,
+        "track_id": int(c.track_id),
+        "class_name": c.class_name.value,
+        "direction": c.direction.value,
+        "direction_name": c.direction_name,
+        "ts": c.ts,
+        "confidence": float(c.confidence),
+        "model_version": c.model_version,
+    }
+
+
+def _insert_ignoring(conn: Connection, rows: list[dict[str, Any]]) -> int:
     dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
     if dialect is None:
         raise StorageError(f"replaying crossings is not supported on {conn.dialect.name}")
     stmt = dialect.insert(CrossingRow).on_conflict_do_nothing(
         index_elements=["attempt_id", "line_id", "track_id"]
     )
-    result = conn.execute(stmt, [dict(zip(COLUMNS, row, strict=True)) for row in rows])
+    result = conn.execute(stmt, rows)
     return result.rowcount if result.rowcount >= 0 else len(rows)
-
-
-def _ts_processor(conn: Connection) -> Callable[[Any], Any]:
-    column_type = CrossingRow.__table__.c.ts.type
-    process = column_type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return process if process is not None else (lambda v: v)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -132,7 +132,9 @@ class CrossingRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    attempt_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.attempt_id"))
+    # No foreign key (migration 0004): a per-row check slowed bulk inserts by a third, and
+    # add_crossings checks the attempt in the same transaction.
+    attempt_id: Mapped[str] = mapped_column(String(128))
     run_id: Mapped[str] = mapped_column(String(128))
     camera_id: Mapped[str] = mapped_column(String(128))
     line_id: Mapped[str] = mapped_column(String(128))

@@ -138,8 +138,7 @@ def add_crossings(
     _reject_duplicates(crossings)
     with engine.begin() as conn:
         attempts = running_attempts(conn, crossings, attempt_id, replay=replay)
-        rows = [_crossing_row(c, attempts[c.run_id]) for c in crossings if c.run_id in attempts]
-        return insert_crossings(conn, rows, skip_duplicates=replay)
+        return insert_crossings(conn, crossings, attempts, skip_duplicates=replay)
 
 
 def finish_run(
@@ -344,23 +343,6 @@ def _run_values(run: RunInfo, attempt_id: str) -> dict[str, object]:
         "media_end": None,
         "available_at": None,
     }
-
-
-def _crossing_row(c: Crossing, attempt_id: str) -> tuple[object, ...]:
-    """Values in ``bulk.COLUMNS`` order."""
-    return (
-        attempt_id,
-        c.run_id,
-        c.camera_id,
-        c.line_id,
-        int(c.track_id),
-        c.class_name.value,
-        c.direction.value,
-        c.direction_name,
-        c.ts,
-        float(c.confidence),
-        c.model_version,
-    )
 
 
 def _run_record(row: Row[Any]) -> RunRecord:

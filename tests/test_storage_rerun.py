@@ -173,7 +173,7 @@ def test_migration_0003_downgrade_keeps_the_newest_complete_attempt(empty_url: s
     attempt(engine, 5)
     attempt(engine, 7, finish=False)
     engine.dispose()
-    command.downgrade(_alembic(empty_url), "0002")
+    command.downgrade(_alembic(empty_url), "0002")  # through 0004 and 0003
     old = create_engine(empty_url)
     with old.connect() as conn:
         assert conn.execute(text("SELECT run_id, status FROM runs")).all() == [("r", "complete")]
