@@ -118,12 +118,49 @@ def test_model_version_and_line_filters(url: str) -> None:
     assert counts(url, "--line", "exit").endswith("(no analysed video in this range)\n")
 
 
+def test_parquet_file_reads_back_with_nulls_and_local_times(url: str, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "counts.parquet"
+    assert counts(url, "--hourly", "--format", "parquet", "--output", str(out)) == ""
+    table = pq.read_table(out)
+    assert table.column_names == [
+        "start",
+        "end",
+        "line_id",
+        "direction_name",
+        "class_name",
+        "count",
+        "covered_s",
+    ]
+    assert str(table.schema.field("start").type) == "timestamp[us, tz=Asia/Jakarta]"
+    rows = table.to_pylist()
+    assert len(rows) == 24
+    by_hour = {r["start"].hour: (r["count"], r["covered_s"]) for r in rows}
+    assert (by_hour[9], by_hour[10], by_hour[11], by_hour[12]) == (
+        (None, 0.0),
+        (2, 3600.0),
+        (0, 3600.0),
+        (None, 0.0),
+    ), "uncovered hours are null, quiet covered hours 0"
+    json_counts = [r["count"] for r in json.loads(counts(url, "--hourly", "--format", "json"))]
+    assert [r["count"] for r in rows] == json_counts
+
+
+def test_output_file_takes_text_formats_too(url: str, tmp_path: Path) -> None:
+    out = tmp_path / "counts.csv"
+    assert counts(url, "--format", "csv", "--output", str(out)) == ""
+    assert out.read_text().splitlines()[1].split(",")[5] == "2"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--as-of", "2024-05-01T00:00"], "--as-of '2024-05-01T00:00' needs a UTC offset"),
         (["--from", "May 1"], "--from 'May 1' is not a day"),
         (["--class", "tank"], "unknown class 'tank'"),
+        (["--format", "parquet"], "--format parquet writes a file: give --output FILE"),
+        (["--format", "parquet", "--output", "/nonexistent/dir/c.parquet"], "cannot write"),
     ],
 )
 def test_bad_options_give_one_error_line(url: str, args: list[str], message: str) -> None:

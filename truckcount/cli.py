@@ -31,7 +31,7 @@ app.add_typer(db_app, name="db")
 log = logging.getLogger("truckcount")
 T = TypeVar("T")
 
-OutputFormatOpt = Literal["table", "csv", "json"]
+OutputFormatOpt = Literal["table", "csv", "json", "parquet"]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file", show_default=False)
 ]
@@ -192,10 +192,15 @@ def counts(
         str | None, typer.Option(help="what was known at this instant, ISO 8601 with offset")
     ] = None,
     model_version: Annotated[str | None, typer.Option(help="only this model version")] = None,
-    fmt: Annotated[OutputFormatOpt, typer.Option("--format", help="table, csv or json")] = "table",
+    fmt: Annotated[
+        OutputFormatOpt, typer.Option("--format", help="table, csv, json or parquet")
+    ] = "table",
+    output: Annotated[
+        Path | None, typer.Option(help="write to this file instead (needed for parquet)")
+    ] = None,
 ) -> None:
     """Print hourly or daily counts per line and direction; uncovered buckets print empty."""
-    from truckcount.query import CountsRequest, OutputFormat, fetch, render
+    from truckcount.query import CountsRequest, OutputFormat, fetch, render, write_parquet
     from truckcount.types import BucketWidth
 
     def go() -> None:
@@ -213,8 +218,18 @@ def counts(
             model_version=model_version,
             known_series=_configured_series(cfg, camera),
         )
+        if fmt == "parquet" and output is None:
+            raise ValueError("--format parquet writes a file: give --output FILE")
         buckets, zone = fetch(db or cfg.storage.url, req)
-        typer.echo(render(buckets, req, zone, OutputFormat(fmt)))
+        if fmt == "parquet" and output is not None:
+            write_parquet(buckets, zone, output)
+        elif output is not None:
+            try:
+                output.write_text(render(buckets, req, zone, OutputFormat(fmt)) + "\n")
+            except OSError as exc:
+                raise ValueError(f"cannot write {output}: {exc.strerror or exc}") from None
+        else:
+            typer.echo(render(buckets, req, zone, OutputFormat(fmt)))
 
     _guard(go)
 

@@ -1,7 +1,7 @@
-"""Read-side helpers shared by the CLI: buckets as a table, CSV or JSON.
+"""Read-side helpers shared by the CLI: buckets as a table, CSV, JSON or a Parquet file.
 
-A bucket no analysed video covered is unknown: it prints as an empty cell (table, CSV) or
-``null`` (JSON), never as 0.
+A bucket no analysed video covered is unknown: it prints as an empty cell (table, CSV),
+``null`` (JSON) or a null ``count`` (Parquet), never as 0.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
@@ -26,6 +27,7 @@ class OutputFormat(StrEnum):
     TABLE = "table"
     CSV = "csv"
     JSON = "json"
+    PARQUET = "parquet"  # binary: written to a file with ``write_parquet``
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,43 @@ def render(buckets: list[Bucket], req: CountsRequest, zone: str, fmt: OutputForm
             writer.writerow({k: "" if row[k] is None else row[k] for k in fields})
         return out.getvalue().rstrip("\n")
     return _table(buckets, req, zone)
+
+
+def write_parquet(buckets: list[Bucket], zone: str, path: Path) -> None:
+    """Write buckets to a Parquet file: one row per bucket, times as local timestamps in
+    ``zone``, ``count`` null where nothing was covered.
+
+    Raises:
+        ValueError: the file cannot be written (the message names it).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stamp = pa.timestamp("us", tz=zone)
+    schema = pa.schema(
+        [
+            ("start", stamp),
+            ("end", stamp),
+            ("line_id", pa.string()),
+            ("direction_name", pa.string()),
+            ("class_name", pa.string()),
+            ("count", pa.int64()),
+            ("covered_s", pa.float64()),
+        ]
+    )
+    columns = {
+        "start": [b.start for b in buckets],
+        "end": [b.end for b in buckets],
+        "line_id": [b.line_id for b in buckets],
+        "direction_name": [b.direction_name for b in buckets],
+        "class_name": [b.class_name.value for b in buckets],
+        "count": [b.count for b in buckets],
+        "covered_s": [b.covered_s for b in buckets],
+    }
+    try:
+        pq.write_table(pa.table(columns, schema=schema), path)
+    except OSError as exc:
+        raise ValueError(f"cannot write {path}: {exc}") from None
 
 
 def _record(b: Bucket, zone: str) -> dict[str, object]:
