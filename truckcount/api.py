@@ -119,7 +119,10 @@ def _add_routes(app: FastAPI) -> None:
         return JSONResponse({"status": "ok", "database": "ok", "version": _version()})
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    def get_metrics() -> Response:
+    def get_metrics(request: Request) -> Response:
+        live = request.app.state.settings.live
+        if live is not None:
+            live.camera_states()  # brings the live frame counters up to date
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 

@@ -10,9 +10,10 @@ taking work (``service_jobs.STOP``), a recording being processed is interrupted 
 failed and processed again on the next start), the scheduler waits for its jobs, the database is
 closed, and the process exits 0, within ``SHUTDOWN_BUDGET_S``.
 
-Live cameras: ``serve(..., live=...)`` takes a live camera runtime (``status.LiveStatus``) whose
-state ``GET /cameras`` reports. The runtime is started and stopped by the caller; ``truckcount
-serve`` passes none until the live runtime (``truckcount.live``) provides one.
+Live cameras: every configured camera whose source is a stream or a device runs in this process
+(``service_live.LiveRuntime``, the same live session as ``truckcount live``); its state is part
+of ``GET /cameras`` and its counters of ``GET /metrics``. On shutdown its open segments are
+closed as complete runs before the jobs stop. Recordings come in through the watch folder.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ from sqlalchemy import Engine
 from truckcount import service_jobs
 from truckcount.api import ApiSettings, create_app
 from truckcount.config import AppConfig, ConfigError, load_config
-from truckcount.status import LiveStatus
+from truckcount.service_live import LiveRuntime, live_cameras
 from truckcount.storage import mask_url
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 10.0
 HTTP_DRAIN_S = 2
+LIVE_STOP_S = 3.0
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
 
 
@@ -153,12 +155,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def serve(
-    config_path: Path,
-    host: str | None = None,
-    port: int | None = None,
-    live: LiveStatus | None = None,
-) -> None:
+def serve(config_path: Path, host: str | None = None, port: int | None = None) -> None:
     """Run the API and the scheduler until SIGTERM or SIGINT; returns after a clean shutdown.
 
     Raises:
@@ -174,8 +171,9 @@ def serve(
     _quiet_scheduler_logs()
     engine = service_jobs.engine_for(cfg.storage.url)
     scheduler = build_scheduler(engine, job_specs(cfg, config_path))
+    live = _live_runtime(cfg)
     app = create_app(ApiSettings(cfg.storage.url, cfg, token, live), engine)
-    app.router.lifespan_context = _lifespan(scheduler)
+    app.router.lifespan_context = _lifespan(scheduler, live)
     server = uvicorn.Server(
         uvicorn.Config(app, host=bind_host, port=bind_port, log_level="warning",
                        timeout_graceful_shutdown=HTTP_DRAIN_S, lifespan="on")
@@ -204,22 +202,34 @@ def _quiet_scheduler_logs() -> None:
     logging.getLogger("apscheduler.scheduler").addFilter(_DropBusySkips())
 
 
-def _lifespan(scheduler: BackgroundScheduler) -> Callable[[FastAPI], Any]:
+def _live_runtime(cfg: AppConfig) -> LiveRuntime | None:
+    cameras = live_cameras(cfg)
+    if not cameras:
+        return None
+    log.info("live cameras: %s", ", ".join(c.id for c in cameras))
+    return LiveRuntime(cfg, cameras)
+
+
+def _lifespan(scheduler: BackgroundScheduler, live: LiveRuntime | None) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if live is not None:
+            live.start()
         scheduler.resume()
         try:
             yield
         finally:
-            shutdown(scheduler)
+            shutdown(scheduler, live)
 
     return lifespan
 
 
-def shutdown(scheduler: BackgroundScheduler) -> None:
-    """Stop intake, interrupt running work, wait for the jobs, close the database."""
+def shutdown(scheduler: BackgroundScheduler, live: LiveRuntime | None = None) -> None:
+    """Stop intake, close live segments, interrupt running work, wait for jobs, close the DB."""
     log.info("shutting down: stopping jobs")
     scheduler.pause()  # no new executions from here on
+    if live is not None:
+        live.stop(timeout_s=LIVE_STOP_S)
     service_jobs.STOP.set()
     scheduler.shutdown(wait=True)
     service_jobs.close_engines()
