@@ -19,6 +19,13 @@ if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0')"
       gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav >/dev/null; } ||
     echo "warning: could not install GStreamer; the RTSP tests skip (fail under CI=true)" >&2
 fi
+# The dashboard test loads the page in a real headless browser: Debian's Chromium.
+if ! command -v chromium >/dev/null; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } ||
+    echo "warning: could not install Chromium; the dashboard tests skip (fail under CI=true)" >&2
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy truckcount ingest detector aggregator storage
