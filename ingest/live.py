@@ -38,6 +38,7 @@ LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp"
 """URL schemes read as live streams."""
 _DEVICE = re.compile(r"^/dev/video\d+$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_LOOSE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")
 PROBE_US = 1_000_000
 """Microseconds of stream FFmpeg may read at connect to learn the codec parameters."""
 PROBE_BYTES = 2_000_000
@@ -47,8 +48,11 @@ MAX_BAD_PACKETS = 50
 
 
 def is_live(source: str) -> bool:
-    """True for a stream URL (rtsp, http(s), ...) or a ``/dev/videoN`` device."""
-    match = _SCHEME.match(source)
+    """True for a stream URL (rtsp, http(s), ...) or a ``/dev/videoN`` device.
+
+    ``rtsp:/host/...`` counts too: that is what ``pathlib.Path`` makes of a URL.
+    """
+    match = _LOOSE_SCHEME.match(source)
     if match is not None:
         return match.group(1).lower() in LIVE_SCHEMES
     return _DEVICE.match(source) is not None

@@ -7,10 +7,13 @@ import threading
 import time
 from datetime import timedelta
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.helpers import make_frame
+from truckcount.cli import app
 from truckcount.config import CameraConfig
 from truckcount.ingest import SourceError, open_source
 from truckcount.ingest.batcher import Batcher
@@ -170,3 +173,14 @@ def test_an_unreachable_stream_fails_fast_without_leaking_credentials() -> None:
 def test_reconnect_limits_are_checked() -> None:
     with pytest.raises(ValueError, match=r"reconnect_max_s 1\.0 is below reconnect_min_s 2\.0"):
         CameraConfig(id="c", reconnect_min_s=2.0, reconnect_max_s=1.0)
+
+
+def test_run_sends_streams_to_the_live_command_and_live_needs_a_source(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", "rtsp://u:secret@cam/s", "--camera", "c"])
+    assert result.exit_code == 1 and "use `truckcount live`" in result.output
+    assert "secret" not in result.output
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("cameras: [{id: cam}]\n")
+    result = runner.invoke(app, ["live", "--config", str(cfg)])
+    assert result.exit_code == 1 and "no camera with a `source`" in result.output

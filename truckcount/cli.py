@@ -127,7 +127,7 @@ def run(
         from truckcount.ingest.live import is_live
 
         if is_live(str(video)):
-            raise ValueError(f"{video} is a live source; use `truckcount live` for streams")
+            raise ValueError("the source is a live stream or device; use `truckcount live`")
         cfg = _config(config)
         info, stats = run_recording(cfg, camera, source=str(video), start=_parse_start(start))
         typer.echo(
