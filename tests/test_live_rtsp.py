@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from itertools import islice, pairwise
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from sqlalchemy import select
 from tests.live_servers import DEMO_CLIP, JunkServer, RtspServer, free_port, require_gstreamer
 from truckcount.config import AppConfig, CameraConfig, load_config
 from truckcount.detector.infer import Detector
-from truckcount.ingest import open_video
+from truckcount.ingest import open_source, open_video
 from truckcount.live import LiveOptions, LiveReport, LiveSession
 from truckcount.pipeline import build_stages, process_frames
 from truckcount.storage.database import open_database
@@ -168,6 +169,7 @@ def test_kill_restart_and_freeze_resume_show_as_coverage_gaps(
     assert "no data for 2 s" in ended[1].reason
     _, coverage, runs = stored(cfg)
     assert all(r.status == "complete" for r in runs)
+    assert sum(c.frames_dropped for c in coverage) == sum(s.dropped for s in report.segments)
     for outage in ended:
         before = [c for c in coverage if c.end <= outage.end and c.start < outage.start]
         after = [c for c in coverage if c.start >= outage.end]
@@ -216,3 +218,11 @@ def test_junk_and_refused_cameras_never_stall_a_good_one(
     assert sum(s.frames for s in good) >= 20, "the good camera kept running"
     _, _, runs = stored(cfg)
     assert {r.camera_id for r in runs} == {"good"}
+
+
+@pytest.mark.slow
+def test_rtsp_over_udp_transport(server: RtspServer) -> None:
+    cam = camera(server.url(), transport="udp")
+    frames = list(islice(open_source(cam), 10))
+    assert len(frames) == 10 and frames[0].image.shape == (360, 640, 3)
+    assert all(a.ts <= b.ts for a, b in pairwise(frames))
