@@ -32,6 +32,7 @@ CAMERAS = [
     CameraConfig(id="km39", timezone="Asia/Jakarta"),
     CameraConfig(id="cam", timezone="Europe/Berlin"),
     CameraConfig(id="cam_1", timezone="UTC"),
+    CameraConfig(id="own", timezone="Asia/Jakarta", filename_pattern="gate-%Y-%m-%dT%H.%M.%S.mkv"),
 ]
 PATTERN = "{camera}_%Y%m%d_%H%M%S.mp4"
 T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)  # 10:00 in Jakarta
@@ -49,6 +50,8 @@ T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)  # 10:00 in Jakarta
         ("km39_20211115_131709.mkv", None, None),
         ("other_20211115_131709.mp4", None, None),  # not a configured camera
         ("notes.txt", None, None),
+        ("gate-2024-06-01T12.00.00.mkv", "own", "2024-06-01T12:00:00+07:00"),  # own pattern
+        ("own_20240601_120000.mp4", None, None),  # the service pattern is not its pattern
     ],
 )
 def test_recording_names(name: str, camera: str | None, start: str | None) -> None:
@@ -56,8 +59,8 @@ def test_recording_names(name: str, camera: str | None, start: str | None) -> No
     if camera is None:
         assert matched is None
     else:
-        assert matched is not None
-        assert (matched[0], matched[1].isoformat()) == (camera, start)
+        assert matched is not None and start is not None
+        assert matched == (camera, datetime.fromisoformat(start))
 
 
 @pytest.mark.parametrize(

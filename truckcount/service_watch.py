@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from truckcount import metrics
 from truckcount.config import AppConfig, CameraConfig
+from truckcount.ingest.timestamps import parse_filename_time
 from truckcount.storage import RunStatus, list_runs
 
 log = logging.getLogger(__name__)
@@ -47,21 +47,23 @@ class Recording:
 def match_recording(
     name: str, cameras: Sequence[CameraConfig], pattern: str
 ) -> tuple[str, datetime] | None:
-    """The camera and first-frame time a file name encodes, or None if it matches no camera.
+    """The camera and first-frame time (UTC) a file name encodes; None if no camera matches.
+
+    A camera's own ``filename_pattern`` is used when it has one, else ``pattern`` with
+    ``{camera}`` replaced by the camera id; times without ``%z`` are in the camera's zone.
 
     >>> from truckcount.config import CameraConfig
     >>> cam, ts = match_recording(
     ...     "km39_20211115_131709.mp4", [CameraConfig(id="km39", timezone="Asia/Jakarta")],
     ...     "{camera}_%Y%m%d_%H%M%S.mp4")
     >>> cam, ts.isoformat()
-    ('km39', '2021-11-15T13:17:09+07:00')
+    ('km39', '2021-11-15T06:17:09+00:00')
     """
     for cam in cameras:
-        try:
-            ts = datetime.strptime(name, pattern.replace("{camera}", cam.id))
-        except ValueError:
-            continue
-        return cam.id, ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo(cam.timezone))
+        own = cam.filename_pattern or pattern.replace("{camera}", cam.id)
+        ts = parse_filename_time(name, own, cam.timezone)
+        if ts is not None:
+            return cam.id, ts
     return None
 
 
