@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from truckcount.storage import repository as repo
 from truckcount.storage.database import StorageError
@@ -71,6 +72,17 @@ class SpoolFile:
             self.path.unlink(missing_ok=True)
             _fsync_dir(self.path.parent)
         os.close(self._fd)
+
+
+def default_spool_dir(url: str) -> Path:
+    """Beside a SQLite file (``counts.db`` -> ``counts.db.spool/``), else the user's data dir."""
+    parsed = make_url(url)
+    db = parsed.database
+    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:":
+        path = Path(db)
+        return path.with_name(path.name + ".spool")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "truckcount" / "spool"
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

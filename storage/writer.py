@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +51,7 @@ from truckcount.storage.spool import (
     apply_records,
     begin_record,
     crossings_record,
+    default_spool_dir,
     read_records,
     replay_folder,
 )
@@ -60,17 +60,6 @@ from truckcount.types import Crossing, RunInfo
 log = logging.getLogger(__name__)
 
 Write = Callable[[Engine], object]
-
-
-def default_spool_dir(url: str) -> Path:
-    """Beside a SQLite file (``counts.db`` -> ``counts.db.spool/``), else the user's data dir."""
-    parsed = make_url(url)
-    db = parsed.database
-    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:":
-        path = Path(db)
-        return path.with_name(path.name + ".spool")
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "truckcount" / "spool"
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -152,6 +141,13 @@ class StorageWriter:
         with self._lock:
             for run_id, batch in by_run.items():
                 attempt = self._open(run_id)
+                camera = self._attempts[attempt].begin["run"]["camera_id"]
+                strays = sorted({c.camera_id for c in batch} - {camera})
+                if strays:
+                    raise StorageError(
+                        f"crossing of camera {strays[0]!r} given for run {run_id!r} "
+                        f"of camera {camera!r}"
+                    )
                 record = crossings_record(batch, attempt)
                 write = functools.partial(_add_crossings, crossings=batch, attempt_id=attempt)
                 self._write(attempt, record, write)
@@ -198,6 +194,8 @@ class StorageWriter:
         """Close the run as ``complete`` or ``failed`` (see ``repository.finish_run``)."""
         final = repo._final_status(status)
         repo._check_media_span(media_start, media_end)
+        if frames_analysed < 0:
+            raise StorageError(f"frames_analysed: expected >= 0, got {frames_analysed}")
         with self._lock:
             attempt = self._open(run_id)
             record = {
@@ -238,8 +236,14 @@ class StorageWriter:
             if engine is None:
                 raise DatabaseUnavailable(f"database {mask_url(self.url)} is unreachable")
             own = self._spooled()
-            records = sum(self._drain(engine, a) for a in own)
-            other = replay_folder(engine, self.spool_dir, skip=self._held())
+            try:
+                records = sum(self._drain(engine, a) for a in own)
+                other = replay_folder(engine, self.spool_dir, skip=self._held())
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                self._went_down(exc)
+                raise DatabaseUnavailable(f"database {mask_url(self.url)} is unreachable") from exc
             self._down_since = None
             self._forget_done()
             return ReplayReport(other.files + len(own), other.records + records, other.busy)
@@ -354,8 +358,10 @@ class StorageWriter:
         self._leftovers_checked = True
         try:
             replay_folder(engine, self.spool_dir, skip=self._held())
-        except StorageError as exc:
-            log.warning("spool in %s not replayed: %s", self.spool_dir, exc)
+        except Exception as exc:
+            if not (is_unreachable(exc) or isinstance(exc, StorageError)):
+                raise
+            log.warning("spool in %s not replayed: %s", self.spool_dir, _first_line(exc))
 
     def _spooled(self) -> list[_Attempt]:
         return [a for a in self._attempts.values() if a.spool is not None]

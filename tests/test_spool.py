@@ -6,6 +6,7 @@ way an unreachable server does. Making the folder a folder "brings the database 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from datetime import UTC, date, datetime, timedelta
@@ -212,6 +213,11 @@ def test_bad_values_are_rejected_before_anything_is_spooled(tmp_path: Path) -> N
         writer.add_coverage("r1", datetime(2024, 5, 1), T0, 1)
     with pytest.raises(StorageError, match="not open in this writer"):
         writer.add_crossings(batch(range(1), "other"))
+    stray = dataclasses.replace(batch(range(1))[0], camera_id="cam9")
+    with pytest.raises(StorageError, match="camera 'cam9' given for run 'r1'"):
+        writer.add_crossings([stray])
+    with pytest.raises(StorageError, match="frames_analysed"):
+        writer.finish_run("r1", status="complete", frames_analysed=-1, media_start=T0, media_end=T0)
     [spooled] = outage.spool.glob("*.jsonl")
     assert [json.loads(x)["op"] for x in spooled.read_text().splitlines()] == ["begin"]
     writer.close()

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, func, select
 from tests import pg
 from truckcount.storage import bucket_counts, count_crossings, open_database
 from truckcount.storage.models import CrossingRow
+from truckcount.storage.spool import replay_folder
 from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
 
@@ -84,53 +86,79 @@ def _series(engine: Engine, camera_id: str) -> list[tuple[object, ...]]:
     ]
 
 
-@pytest.mark.slow
-def test_a_60_s_outage_mid_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
+@pytest.fixture
+def server() -> Iterator[pg.Server]:
+    """A PostgreSQL server of the test's own, which the test may stop and start."""
     try:
         if importlib.util.find_spec("psycopg") is None:
             raise pg.PostgresUnavailable("the psycopg driver is not installed")
-        server_cm = pg.restartable_server()
-        server = server_cm.__enter__()
+        with pg.restartable_server() as running:
+            yield running
     except pg.PostgresUnavailable as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
         pytest.skip(f"no PostgreSQL server: {exc}")
+
+
+def test_closing_the_writer_while_the_server_is_down_keeps_the_spool(
+    server: pg.Server, tmp_path: Path
+) -> None:
+    """The process ends during an outage: nothing raises, the spool stays for a later replay."""
+    spool = tmp_path / "spool"
+    writer = StorageWriter(server.url, spool, retry_s=0)
+    writer.begin_run(RunInfo("cam1-run", "cam1", "cam1.mp4", "m1", "c", T0), "UTC")
+    writer.add_crossings(_crossings("cam1", "cam1-run", 0))  # written directly
+    server.stop()
+    writer.add_crossings(_crossings("cam1", "cam1-run", 1))  # spooled
+    end = T0 + SPAN
+    writer.add_coverage("cam1-run", T0, end, 10)
+    writer.finish_run(
+        "cam1-run", status="complete", frames_analysed=10, media_start=T0, media_end=end
+    )
+    writer.close()
+    assert len(list(spool.glob("*.jsonl"))) == 1
+    server.start()
+    engine = open_database(server.url)
     try:
-        spool = tmp_path / "spool"
-        writer = StorageWriter(server.url, spool, retry_s=2.0)
-        _write(writer, "clean", 0.0)  # the undisturbed reference
-
-        def outage() -> None:
-            server.stop()
-            time.sleep(DOWN_S)
-            server.start()
-
-        cut = threading.Thread(target=outage)
-
-        def maybe_cut(n: int) -> None:
-            if n == DOWN_AT_BATCH:
-                cut.start()
-                time.sleep(1.0)  # the server is down before the next write
-
-        spooled = _write(writer, "cam1", PERIOD_S, maybe_cut)
-        cut.join()
-        writer.close()
-
-        assert spooled, "the outage never reached the writer"
-        engine = open_database(server.url)
-        try:
-            assert _series(engine, "cam1") == _series(engine, "clean")
-            total = BATCHES * PER_BATCH
-            assert count_crossings(engine, "cam1") == total
-            with engine.connect() as conn:
-                rows = conn.scalar(
-                    select(func.count())
-                    .select_from(CrossingRow)
-                    .where(CrossingRow.camera_id == "cam1")
-                )
-            assert rows == total, "every crossing stored exactly once"
-            assert list(spool.glob("*")) == []
-        finally:
-            engine.dispose()
+        assert replay_folder(engine, spool).files == 1
+        assert count_crossings(engine, "cam1") == 2 * PER_BATCH
     finally:
-        server_cm.__exit__(None, None, None)
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_60_s_outage_mid_run_loses_and_doubles_nothing(server: pg.Server, tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    writer = StorageWriter(server.url, spool, retry_s=2.0)
+    _write(writer, "clean", 0.0)  # the undisturbed reference
+
+    def outage() -> None:
+        server.stop()
+        time.sleep(DOWN_S)
+        server.start()
+
+    cut = threading.Thread(target=outage)
+
+    def maybe_cut(n: int) -> None:
+        if n == DOWN_AT_BATCH:
+            cut.start()
+            time.sleep(1.0)  # the server is down before the next write
+
+    spooled = _write(writer, "cam1", PERIOD_S, maybe_cut)
+    cut.join()
+    writer.close()
+
+    assert spooled, "the outage never reached the writer"
+    engine = open_database(server.url)
+    try:
+        assert _series(engine, "cam1") == _series(engine, "clean")
+        total = BATCHES * PER_BATCH
+        assert count_crossings(engine, "cam1") == total
+        with engine.connect() as conn:
+            rows = conn.scalar(
+                select(func.count()).select_from(CrossingRow).where(CrossingRow.camera_id == "cam1")
+            )
+        assert rows == total, "every crossing stored exactly once"
+        assert list(spool.glob("*")) == []
+    finally:
+        engine.dispose()
