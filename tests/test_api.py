@@ -91,7 +91,7 @@ def client(config: Path) -> TestClient:
         (
             "&granularity=hour&from=2024-05-01&to=2024-05-02",
             ["--hourly", "--from", "2024-05-01", "--to", "2024-05-02"],
-        ),  # noqa: E501
+        ),
         ("&direction=north", ["--direction", "north"]),
         ("&line=gate&class=bus", ["--line", "gate", "--class", "bus"]),
         ("&as_of=2024-01-01T00:00:00%2B00:00", ["--as-of", "2024-01-01T00:00:00+00:00"]),
@@ -260,3 +260,15 @@ def test_serve_refuses_to_start_unprotected(config: Path, monkeypatch: pytest.Mo
     got = runner.invoke(cli, ["serve", "--config", str(config), "--host", "0.0.0.0"])
     assert got.exit_code == 1
     assert "error: refusing to serve on 0.0.0.0 without a token" in got.output
+
+
+def test_a_broken_database_answers_503_not_500(config: Path) -> None:
+    client = _client(config)
+    client.app.state.engine.dispose()  # type: ignore[attr-defined]
+    db = config.parent / "counts.db"
+    for leftover in config.parent.glob("counts.db-*"):
+        leftover.unlink()
+    db.write_bytes(b"this is not an SQLite database " * 200)
+    assert client.get("/health").json() == {"status": "unavailable", "database": "unreachable"}
+    for path in ("/health", "/counts?camera=km39", "/cameras"):
+        assert client.get(path).status_code == 503, path

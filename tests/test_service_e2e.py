@@ -151,6 +151,9 @@ def test_watch_folder_sigterm_and_restarts(
     hourly = second.get("/counts?camera=km39&granularity=hour")
     daily = second.get("/counts?camera=km39")
     assert second.get("/cameras")["cameras"][0]["last_run_status"] == "complete"
+    scraped = httpx.get(second.base + "/metrics", timeout=30).text
+    assert 'truckcount_recordings_processed_total{camera="km39",outcome="processed"} 1.0' in scraped
+    assert 'truckcount_frames_analysed_total{camera="km39"} 150.0' in scraped, "75 s at 2 fps"
     assert second.terminate() < STOP_WITHIN_S
 
     covered = {b["covered_s"] for b in daily}

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from truckcount.config import AppConfig
 from truckcount.query import CountsRequest, OutputFormat, fetch_with, render
@@ -58,6 +59,7 @@ def parse_instant(name: str, value: str | None) -> datetime | None:
         200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
         404: {"description": "unknown camera"},
         422: {"description": "a parameter is invalid; the detail names it"},
+        503: {"description": "the database is unavailable"},
     },
 )
 def get_counts(
@@ -101,6 +103,8 @@ def get_counts(
         raise HTTPException(404, str(exc)) from None
     except (StorageError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
+    except SQLAlchemyError as exc:  # the database went away: not the caller's fault
+        raise HTTPException(503, f"database unavailable: {type(exc).__name__}") from None
     fmt_enum = OutputFormat(fmt)
     media = "text/csv; charset=utf-8" if fmt_enum is OutputFormat.CSV else "application/json"
     return Response(render(buckets, req, zone, fmt_enum), media_type=media)

@@ -146,6 +146,8 @@ class FolderWatcher:
             if self.failed.get(rec.path) == (stat.st_size, stat.st_mtime):
                 continue
             outcome = self._process(rec)
+            if outcome == "processed":
+                _count_frames(engine, rec)
             summary[outcome].append(rec.path.name)
             if outcome == "failed":
                 self.failed[rec.path] = (stat.st_size, stat.st_mtime)
@@ -169,3 +171,12 @@ class FolderWatcher:
         if outcome == "failed":
             log.error("watch folder: %s failed (exit status %s)", rec.path.name, status)
         return outcome
+
+
+def _count_frames(engine: Engine, rec: Recording) -> None:
+    """Add the frames a child analysed to the service's metrics (the child has its own)."""
+    source = str(rec.path)
+    runs = [r for r in list_runs(engine, rec.camera_id) if r.source == source]
+    done = [r for r in runs if r.status is RunStatus.COMPLETE]
+    if done:
+        metrics.FRAMES_ANALYSED.labels(rec.camera_id).inc(done[-1].frames_analysed)
