@@ -2,11 +2,16 @@
 
 Frames are resized (not letterboxed) to the square input, as the training images were stretched to a
 square from the camera's aspect ratio; boxes are scaled back per axis to frame pixels.
+
+The network runs in eager PyTorch (``runtime: torch``) or ONNX Runtime (``runtime: onnx``, from a
+``.onnx`` file, or exported once from the checkpoint into the user cache); decoding and NMS are the
+same torch code for both.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +22,7 @@ import torch
 from truckcount.config import DetectorConfig
 from truckcount.detector.engine import predict
 from truckcount.detector.model import ModelConfig, TruckNet
+from truckcount.detector.onnx_runtime import OnnxNetwork, export_onnx
 from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version, pick_device
 from truckcount.types import CLASSES, Detections, Frame
 
@@ -37,15 +43,51 @@ def load_model(path: Path, device: torch.device) -> tuple[TruckNet, str]:
     return model, model_version(path)
 
 
+def onnx_cache(version: str) -> Path:
+    """Where the ONNX export of a checkpoint is kept: ``$XDG_CACHE_HOME/truckcount/onnx``."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "truckcount" / "onnx" / f"{version}.onnx"
+
+
+def onnx_file(weights: Path) -> Path:
+    """An ONNX file for ``weights``: itself when it is one, else the cached export of it."""
+    if weights.suffix == ".onnx":
+        return weights
+    model, version = load_model(weights, torch.device("cpu"))
+    out = onnx_cache(version)
+    if not out.is_file():
+        log.info("exporting %s to ONNX at %s", version, out)
+        export_onnx(model, version, out)
+    return out
+
+
+def load_network(
+    path: Path, device: torch.device, runtime: str = "torch"
+) -> tuple[TruckNet | OnnxNetwork, str]:
+    """The network and its version: eager from a ``.pt``, ONNX Runtime from a ``.onnx`` file.
+
+    ``runtime="onnx"`` runs a ``.pt`` checkpoint through ONNX Runtime via its cached export.
+    """
+    if runtime == "onnx" or path.suffix == ".onnx":
+        net = OnnxNetwork(onnx_file(path), device)
+        return net, net.version
+    return load_model(path, device)
+
+
 class Detector:
     """The trained CNN, run in batches on CUDA when present, else on CPU."""
 
     def __init__(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
         self.device = pick_device(cfg.device)
-        self.model, self.version = load_model(Path(cfg.weights), self.device)
+        weights = Path(cfg.weights)
+        if cfg.runtime == "torch" and weights.suffix == ".onnx":
+            raise CheckpointError(f"{weights}: an ONNX file needs detector.runtime: onnx")
+        self.model, self.version = load_network(weights, self.device, cfg.runtime)
         self.input_size = self.model.cfg.input_size
-        log.info("detector %s on %s", self.version, self.device)
+        if cfg.runtime == "onnx" and cfg.precision != "fp32":
+            log.warning("precision %s applies to runtime torch only; ONNX runs fp32", cfg.precision)
+        log.info("detector %s on %s (%s)", self.version, self.device, cfg.runtime)
 
     def predict(self, frames: Sequence[Frame]) -> list[Detections]:
         """Detect vehicles in each frame; boxes are in that frame's pixels."""
@@ -53,16 +95,18 @@ class Detector:
             return []
         s = self.input_size
         images = [cv2.resize(f.image, (s, s), interpolation=cv2.INTER_AREA) for f in frames]
-        preds = predict(
-            self.model,
-            images,
-            self.device,
-            batch_size=self.cfg.batch_size,
-            amp=self.cfg.precision == "bf16",
-            score_threshold=self.cfg.score_threshold,
-            nms_iou=self.cfg.nms_iou,
-            max_detections=self.cfg.max_detections,
-        )
+        nms = {
+            "score_threshold": self.cfg.score_threshold,
+            "nms_iou": self.cfg.nms_iou,
+            "max_detections": self.cfg.max_detections,
+        }
+        if isinstance(self.model, OnnxNetwork):
+            preds = self.model.predict(images, self.cfg.batch_size, **nms)
+        else:
+            amp = self.cfg.precision == "bf16"
+            preds = predict(
+                self.model, images, self.device, batch_size=self.cfg.batch_size, amp=amp, **nms
+            )
         out = []
         for frame, (boxes, scores, classes) in zip(frames, preds, strict=True):
             w, h = frame.size

@@ -9,7 +9,7 @@ from truckcount.config import DetectorConfig, TrackerConfig
 from truckcount.detector.data import cache_images, is_validation, load_samples
 from truckcount.detector.engine import predict
 from truckcount.detector.evaluate import evaluate_predictions
-from truckcount.detector.infer import load_model
+from truckcount.detector.infer import load_network
 from truckcount.detector.weights import pick_device
 
 
@@ -34,7 +34,7 @@ def evaluate_folder(
     if not samples:
         raise ValueError(f"{data}: no labelled frames in split {split!r}")
     device = pick_device("auto")
-    model, version = load_model(weights, device)
+    model, version = load_network(weights, device)
     size = model.cfg.input_size
     images = cache_images(samples, size)
     preds = predict(model, images, device, batch_size=16, score_threshold=0.01)

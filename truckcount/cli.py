@@ -354,10 +354,42 @@ def export_weights(
     typer.echo(f"wrote {out} ({version})")
 
 
+@app.command("export-onnx")
+def export_onnx(
+    out: Annotated[Path, typer.Argument(help=".onnx file to write")],
+    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: shipped)")] = None,
+    int8: Annotated[
+        Path | None,
+        typer.Option(help="also write OUT with .int8.onnx, calibrated on this labelled folder"),
+    ] = None,
+) -> None:
+    """Export the detector network to ONNX (dynamic batch) for ``detector.runtime: onnx``."""
+    from truckcount.config import DetectorConfig
+    from truckcount.detector import onnx_runtime
+    from truckcount.detector.infer import load_model
+
+    def go() -> None:
+        import torch
+
+        model, version = load_model(weights or DetectorConfig().weights, torch.device("cpu"))
+        onnx_runtime.export_onnx(model, version, out)
+        typer.echo(f"wrote {out} ({version})")
+        if int8 is not None:
+            images = onnx_runtime.calibration_images(int8, model.cfg.input_size)
+            q = out.with_suffix(".int8.onnx")
+            onnx_runtime.quantize_int8(out, q, images)
+            typer.echo(f"wrote {q} ({version}+int8, calibrated on {len(images)} frames)")
+
+    _guard(go)
+
+
 @eval_app.command("detect")
 def eval_detect(
     data: Annotated[Path, typer.Argument(help="YOLO-format folder with images/ and labels/")],
-    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: shipped)")] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="checkpoint, or .onnx file for ONNX Runtime (default: shipped)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     threshold: Annotated[float | None, typer.Option(help="score threshold for P/R")] = None,
     split: Annotated[str, typer.Option(help="all, or the time split's val / train frames")] = "all",
