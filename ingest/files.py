@@ -8,7 +8,9 @@ keep their true clock.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +25,7 @@ from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from truckcount.ingest.errors import SourceError, mask_url
-from truckcount.ingest.sampling import FrameSampler, to_timedelta
+from truckcount.ingest.sampling import EARLY_FRACTION, EARLY_MAX_S, FrameSampler, to_timedelta
 from truckcount.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -127,16 +129,85 @@ def _read_frames(
         stream = _video_stream(container, info.path)
         stream.thread_type = "AUTO"
         clock = MediaClock(stream.time_base, info.fps, name)
+        skipper = NonRefSkipper.for_stream(stream, info.fps, sampler.rate)
         decoded = kept = 0
-        for frame in _decode(container, stream, name):
+        for frame in _decode(container, stream, name, skipper):
             t = clock.seconds(frame.pts)
+            index = decoded + (skipper.skipped_before(frame.pts) if skipper else 0)
             if sampler.keep(t):
                 image = np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
-                yield Frame(camera_id, start + to_timedelta(t), decoded, image)
+                yield Frame(camera_id, start + to_timedelta(t), index, image)
                 kept += 1
             decoded += 1
         _check_complete(info, clock.last, name)
-        logger.info("%s: done, %d frames decoded, %d analysed", name, decoded, kept)
+        skipped = skipper.skipped if skipper else 0
+        msg = "%s: done, %d frames decoded, %d left undecoded, %d analysed"
+        logger.info(msg, name, decoded, skipped, kept)
+
+
+class NonRefSkipper:
+    """Lets the decoder drop non-reference frames (``skip_frame = NONREF``) that no sample needs.
+
+    Packets arrive in decode order with their presentation time. A frame at media time ``t`` can
+    only be kept by the sampler when a sample time lies in ``(t - gap + early, t + early]``,
+    ``gap`` being the distance to the previous frame; with ``gap`` taken as 1.5 nominal frame
+    intervals, every packet outside that window is sent with NONREF set, so the decoder drops it
+    if no other frame refers to it (B-frames, mostly). The kept frames, their timestamps and their
+    indices (counted over every frame of the stream, skipped ones included) are those of a full
+    decode; a variable-rate gap longer than 1.5 intervals may move a sample to a later frame.
+    """
+
+    GAP_INTERVALS = Fraction(3, 2)
+
+    def __init__(self, stream: VideoStream, fps: Fraction, rate: Fraction) -> None:
+        self._ctx = stream.codec_context
+        self._time_base = stream.time_base
+        self._rate = rate
+        self._early = min(EARLY_FRACTION / rate, EARLY_MAX_S)
+        self._window = self.GAP_INTERVALS / fps
+        self._origin: int | None = None
+        self._candidates: list[int] = []
+        self._skipping = False
+        self.skipped = 0
+        """Frames the decoder dropped so far (known once a later frame comes out)."""
+
+    @classmethod
+    def for_stream(
+        cls, stream: VideoStream, fps: Fraction | None, rate: Fraction
+    ) -> NonRefSkipper | None:
+        """A skipper when the stream is timed and analysed at most at half its frame rate."""
+        if fps is None or stream.time_base is None or rate * 2 > fps:
+            return None
+        return cls(stream, fps, rate)
+
+    def before(self, packet: av.Packet) -> None:
+        """Set the decoder's skip mode for this packet."""
+        pts = packet.pts
+        skip = self._origin is not None and pts is not None and not self._needed(pts)
+        if skip != self._skipping:
+            self._ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+            self._skipping = skip
+        if skip and pts is not None:
+            heapq.heappush(self._candidates, pts)
+
+    def _needed(self, pts: int) -> bool:
+        assert self._origin is not None and self._time_base is not None
+        reach = (pts - self._origin) * self._time_base + self._early
+        latest_sample = math.floor(reach * self._rate) / self._rate
+        return latest_sample > reach - self._window
+
+    def skipped_before(self, pts: int | None) -> int:
+        """Frames dropped before the frame presented at ``pts`` (frames come in pts order)."""
+        if pts is None:
+            return self.skipped
+        if self._origin is None:
+            self._origin = pts
+        while self._candidates and self._candidates[0] < pts:
+            heapq.heappop(self._candidates)
+            self.skipped += 1
+        if self._candidates and self._candidates[0] == pts:
+            heapq.heappop(self._candidates)  # it was a reference frame, decoded after all
+        return self.skipped
 
 
 class MediaClock:
@@ -240,11 +311,21 @@ def _creation_time(metadata: dict[str, str]) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.utcoffset() is None else ts.astimezone(UTC)
 
 
-def _decode(container: InputContainer, stream: VideoStream, name: str) -> Iterator[VideoFrame]:
-    """Decoded frames in presentation order; damaged packets are skipped and counted."""
+def _decode(
+    container: InputContainer,
+    stream: VideoStream,
+    name: str,
+    skipper: NonRefSkipper | None = None,
+) -> Iterator[VideoFrame]:
+    """Decoded frames in presentation order; damaged packets are skipped and counted.
+
+    With a ``skipper``, packets no sample needs are sent with ``skip_frame = NONREF``.
+    """
     bad_in_row = bad_total = 0
     try:
         for packet in container.demux(stream):
+            if skipper is not None:
+                skipper.before(packet)
             try:
                 frames = stream.decode(packet)
             except av.error.FFmpegError as exc:
