@@ -1,8 +1,18 @@
-"""Throughput of the pipeline on the demo clip: decode only, detector at batch 1 and 8, end to end.
+"""Throughput of the hot path: decode, detector, end to end, against a naive per-frame loop.
 
-Usage: .venv/bin/python benchmarks/bench_pipeline.py [--clip demo/km39-siang.mp4] [--repeat 3]
-Prints one JSON object. The batch-1 detector is the baseline the batched one is compared against,
-measured in the same process.
+Usage: .venv/bin/python benchmarks/bench_pipeline.py [--clip demo/km39-siang.mp4] [--repeat 1]
+    [--runtime torch|onnx] [--precision fp32|bf16] [--weights FILE]
+
+Measured in one process, so every ratio is a same-run ratio:
+- decode only: ``open_video`` (PyAV, threaded, non-reference frames no sample needs left
+  undecoded) against plain OpenCV reading of every frame;
+- detector only at batch 1, 8 and 32 on the clip's frames in memory;
+- end to end (decode -> detector -> tracker -> counter) in frames/s and real-time factor;
+- the naive baseline: OpenCV decodes every frame, the analysed ones go one at a time through the
+  eager fp32 detector, then the tracker and counter;
+- the same on a 1280x720 25 fps H.264 clip made from the demo clip at run time (in a temporary
+  folder): the backfill real-time factor at 5 fps analysis.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -10,27 +20,55 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
+import tempfile
 import time
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import av
+import cv2
 import torch
 
 from truckcount.config import AppConfig, DetectorConfig, LineConfig
 from truckcount.detector.infer import Detector
 from truckcount.ingest import open_video
 from truckcount.pipeline import build_stages, process_frames
-from truckcount.types import RunInfo
+from truckcount.types import Frame, RunInfo
 
 START = datetime(2021, 11, 15, 6, 17, 9, tzinfo=UTC)
+ANALYSIS_FPS = 5.0
 
 
-def _frames(clip: Path) -> list:
-    return list(open_video(clip, camera_id="bench", start=START, analysis_fps=5.0))
+def make_720p25(src: Path, out: Path, fps: int = 25) -> Path:
+    """Re-encode ``src`` to 1280x720 H.264 at ``fps``, cross-fading between its frames.
+
+    The demo clip has 5 frames/s; the frames in between are blends of their neighbours, so every
+    frame differs (as in real video) and the encoder uses B-frames (x264 ``superfast``).
+    """
+    with av.open(str(src)) as inp:
+        stream = inp.streams.video[0]
+        src_fps = stream.average_rate or Fraction(5)
+        frames = [cv2.resize(f.to_ndarray(format="bgr24"), (1280, 720)) for f in inp.decode(stream)]
+    repeat = max(round(fps / src_fps), 1)
+    with av.open(str(out), mode="w") as dst:
+        enc = dst.add_stream("libx264", rate=fps, options={"preset": "superfast", "crf": "23"})
+        enc.width, enc.height, enc.pix_fmt = 1280, 720, "yuv420p"
+        for i, (a, b) in enumerate(zip(frames, frames[1:] + frames[-1:], strict=True)):
+            for j in range(repeat):
+                img = cv2.addWeighted(a, 1 - j / repeat, b, j / repeat, 0)
+                frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+                frame.pts, frame.time_base = i * repeat + j, Fraction(1, fps)
+                dst.mux(enc.encode(frame))
+        dst.mux(enc.encode(None))
+    return out
 
 
-def _best(fn, repeat: int) -> float:
+def _best(fn: Callable[[], object], repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -39,45 +77,125 @@ def _best(fn, repeat: int) -> float:
     return min(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clip", type=Path, default=Path("demo/km39-siang.mp4"))
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    decode_s = _best(lambda: _frames(args.clip), args.repeat)
-    frames = _frames(args.clip)
-    n = len(frames)
-    result: dict[str, object] = {
-        "clip": str(args.clip),
-        "frames": n,
-        "media_seconds": (frames[-1].ts - frames[0].ts).total_seconds() + 0.2,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-        "torch": torch.__version__,
-        "decode_fps": round(n / decode_s, 1),
+def _frames(clip: Path) -> Iterator[Frame]:
+    return open_video(clip, camera_id="bench", start=START, analysis_fps=ANALYSIS_FPS)
+
+
+def _opencv_frames(clip: Path) -> Iterator[Frame]:
+    """Plain OpenCV: read (decode + convert) every frame, keep every n-th by frame counter."""
+    cap = cv2.VideoCapture(str(clip))
+    every = max(round(cap.get(cv2.CAP_PROP_FPS) / ANALYSIS_FPS), 1)
+    i = 0
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        if i % every == 0:
+            yield Frame("bench", START + timedelta(seconds=i / ANALYSIS_FPS / every), i, image)
+        i += 1
+    cap.release()
+
+
+def _media_seconds(clip: Path) -> float:
+    with av.open(str(clip)) as c:
+        s = c.streams.video[0]
+        assert s.duration is not None and s.time_base is not None
+        return float(s.duration * s.time_base)
+
+
+def _count(frames: Iterator[Frame]) -> int:
+    return sum(1 for _ in frames)
+
+
+def decode_figures(clip: Path, repeat: int) -> dict[str, float]:
+    """Frames/s of media decoded (every frame of the file counts) by each reader."""
+    with av.open(str(clip)) as c:
+        n = c.streams.video[0].frames
+    pyav = _best(lambda: _count(_frames(clip)), repeat)
+    opencv = _best(lambda: _count(_opencv_frames(clip)), repeat)
+    return {
+        "decode_pyav_fps": round(n / pyav, 1),
+        "decode_opencv_every_frame_fps": round(n / opencv, 1),
+        "decode_pyav_over_opencv": round(opencv / pyav, 2),
     }
-    for batch in (1, 8):
-        det = Detector(DetectorConfig(batch_size=batch))
+
+
+def detector_figures(frames: list[Frame], det_cfg: DetectorConfig, repeat: int) -> dict[str, float]:
+    """Images/s of ``Detector.predict`` (resize + network + decoding + NMS) per batch size."""
+    out = {}
+    for batch in (1, 8, 32):
+        det = Detector(det_cfg.model_copy(update={"batch_size": batch}))
         det.predict(frames[:batch])  # warm-up
-        secs = _best(lambda d=det: d.predict(frames), args.repeat)
-        result[f"detector_batch{batch}_fps"] = round(n / secs, 1)
+        secs = _best(lambda d=det: d.predict(frames), repeat)  # type: ignore[misc]
+        out[f"detector_batch{batch}_fps"] = round(len(frames) / secs, 1)
+    return out
+
+
+def _end_to_end(
+    frames: Callable[[], Iterator[Frame]], det: Detector, clip: Path
+) -> Callable[[], Any]:
     cfg = AppConfig.model_validate(
         {"cameras": [{"id": "bench", "lines": [LineConfig().model_dump(by_alias=True)]}]}
     )
-    det = Detector(cfg.detector)
-    run = RunInfo("bench", "bench", str(args.clip), det.version, cfg.digest(), START)
+    run = RunInfo("bench", "bench", str(clip), det.version, cfg.digest(), START)
 
-    def end_to_end() -> None:
-        frames_iter = open_video(args.clip, camera_id="bench", start=START, analysis_fps=5.0)
-        process_frames(frames_iter, det, build_stages(cfg, cfg.cameras[0], run), lambda c: None)
+    def go() -> Any:
+        stages = build_stages(cfg, cfg.cameras[0], run)
+        return process_frames(frames(), det, stages, lambda c: None)
 
-    e2e = _best(end_to_end, args.repeat)
-    result["end_to_end_fps"] = round(n / e2e, 1)
-    result["real_time_factor"] = round(float(result["media_seconds"]) / e2e, 2)  # type: ignore[arg-type]
-    result["batch8_over_batch1"] = round(
-        float(result["detector_batch8_fps"]) / float(result["detector_batch1_fps"]),
-        2,  # type: ignore[arg-type]
+    return go
+
+
+def pipeline_figures(
+    clip: Path, det_cfg: DetectorConfig, repeat: int, prefix: str
+) -> dict[str, float]:
+    """End-to-end and naive-baseline frames/s and real-time factors on one clip."""
+    media = _media_seconds(clip)
+    det = Detector(det_cfg)
+    naive_det = Detector(DetectorConfig(batch_size=1))  # eager fp32, shipped weights
+    fast = _best(_end_to_end(lambda: _frames(clip), det, clip), repeat)
+    naive = _best(_end_to_end(lambda: _opencv_frames(clip), naive_det, clip), repeat)
+    n = _count(_frames(clip))
+    return {
+        f"{prefix}_analysed_frames": n,
+        f"{prefix}_media_seconds": round(media, 1),
+        f"{prefix}_end_to_end_fps": round(n / fast, 1),
+        f"{prefix}_real_time_factor": round(media / fast, 2),
+        f"{prefix}_naive_fps": round(n / naive, 1),
+        f"{prefix}_naive_real_time_factor": round(media / naive, 2),
+        f"{prefix}_end_to_end_over_naive": round(naive / fast, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clip", type=Path, default=Path("demo/km39-siang.mp4"))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--weights", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    det_cfg = DetectorConfig.model_validate(
+        {"runtime": args.runtime, "precision": args.precision}
+        | ({"weights": args.weights} if args.weights else {})
     )
+    frames = list(_frames(args.clip))
+    result: dict[str, object] = {
+        "clip": str(args.clip),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "threads": torch.get_num_threads(),
+        "detector": det_cfg.model_dump(mode="json", include={"runtime", "precision", "weights"}),
+        "load_average_before": os.getloadavg(),
+    }
+    result.update(decode_figures(args.clip, args.repeat))
+    result.update(detector_figures(frames, det_cfg, args.repeat))
+    result.update(pipeline_figures(args.clip, det_cfg, args.repeat, "clip"))
+    with tempfile.TemporaryDirectory() as tmp:
+        hd = make_720p25(args.clip, Path(tmp) / "clip-720p25.mp4")
+        result.update({f"720p25_{k}": v for k, v in decode_figures(hd, args.repeat).items()})
+        result.update(pipeline_figures(hd, det_cfg, args.repeat, "720p25"))
+    result["load_average_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
 
 
