@@ -35,8 +35,20 @@ COLUMNS = (
     "model_version",
 )
 
-# COPY text format: these characters in a value must be escaped.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# PostgreSQL types of ``COLUMNS``, for binary COPY.
+_PG_TYPES = [
+    "varchar",
+    "varchar",
+    "varchar",
+    "varchar",
+    "int8",
+    "varchar",
+    "varchar",
+    "varchar",
+    "timestamptz",
+    "float8",
+    "varchar",
+]
 
 
 def insert_crossings(
@@ -75,26 +87,31 @@ def insert_crossings(
 def _copy_postgresql(
     conn: Connection, crossings: Sequence[Crossing], attempts: Mapping[str, str]
 ) -> int:
+    """Binary ``COPY``: psycopg encodes the rows in C and the server parses nothing (about 1.4x
+    the rows/s of text ``COPY`` in the storage benchmark)."""
     import psycopg
 
-    text: dict[str, str] = {}  # each distinct string escaped once
-
-    def esc(value: str) -> str:
-        found = text.get(value)
-        if found is None:
-            found = text[value] = value.translate(_COPY_ESCAPES)
-        return found
-
-    lines = [
-        f"{esc(attempts[c.run_id])}\t{esc(c.run_id)}\t{esc(c.camera_id)}\t{esc(c.line_id)}\t"
-        f"{int(c.track_id)}\t{c.class_name}\t{c.direction}\t{esc(c.direction_name)}\t"
-        f"{_aware(c.ts).isoformat()}\t{float(c.confidence)!r}\t{esc(c.model_version)}\n"
-        for c in crossings
-    ]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    sql = f"COPY crossings ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     try:
-        with cursor.copy(f"COPY crossings ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            copy.write("".join(lines))
+        with cursor.copy(sql) as copy:
+            copy.set_types(_PG_TYPES)
+            for c in crossings:
+                copy.write_row(
+                    (
+                        attempts[c.run_id],
+                        c.run_id,
+                        c.camera_id,
+                        c.line_id,
+                        int(c.track_id),
+                        str(c.class_name),
+                        str(c.direction),
+                        c.direction_name,
+                        _aware(c.ts),
+                        float(c.confidence),
+                        c.model_version,
+                    )
+                )
     except psycopg.IntegrityError as exc:
         raise StorageError(f"crossings rejected: {_first_line(exc)}") from None
     except psycopg.OperationalError as exc:
