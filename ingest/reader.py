@@ -17,6 +17,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from datetime import datetime
 
 from av.container import InputContainer
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 JITTER = 0.2
 """Back-off delays are multiplied by a uniform factor in [1 - JITTER, 1 + JITTER]."""
+KEEP_OUTAGES = 1000
+"""Outages kept in memory per camera; a 24/7 process must not grow (coverage keeps them all)."""
 WATCH_INTERVAL_S = 0.25
 """How often the watchdog looks at each camera."""
 
@@ -55,8 +58,8 @@ class CameraReader:
         self.camera = camera
         self.queue = queue
         self.clock = LiveClock()
-        self.outages: list[Outage] = []
-        """Every outage so far, ended ones with ``end`` set; the last may still be open."""
+        self.outages: deque[Outage] = deque(maxlen=KEEP_OUTAGES)
+        """The latest outages, ended ones with ``end`` set; the last may still be open."""
         self.abandoned = 0
         """Reader threads the watchdog gave up on."""
         self._rng = random.Random(seed)
@@ -202,7 +205,7 @@ class FileReader:
     def __init__(self, camera: CameraConfig, queue: FrameQueue) -> None:
         self.camera = camera
         self.queue = queue
-        self.outages: list[Outage] = []
+        self.outages: deque[Outage] = deque(maxlen=KEEP_OUTAGES)
         self._thread = threading.Thread(target=self._run, name=f"read-{camera.id}", daemon=True)
 
     def start(self) -> None:

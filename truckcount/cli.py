@@ -167,7 +167,7 @@ def live(
             signal.signal(sig, on_signal)
         report = run_live(cfg, camera or [], LiveOptions(duration_s=duration), stop)
         typer.echo(
-            f"{len(report.segments)} segment runs, {report.frames} frames, "
+            f"{report.segment_runs} segment runs, {report.frames} frames, "
             f"{report.crossings} crossings, {len(report.outages)} outages"
         )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,9 @@ from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Detections, Frame, RunInfo
 
 log = logging.getLogger(__name__)
+
+KEEP_RECORDS = 1000
+"""Finished segments and outages kept in memory per camera (all are in the database)."""
 
 
 @dataclass(frozen=True)
@@ -71,20 +75,17 @@ class SegmentRecord:
 
 @dataclass(frozen=True)
 class LiveReport:
-    """What a live session did: its segments and every camera's outages."""
+    """What a live session did: totals, and its latest segments and outages.
 
+    A process that runs for months keeps only the latest ``KEEP_RECORDS`` segments and outages
+    per camera in memory; the database holds all of them (runs and coverage).
+    """
+
+    segment_runs: int
+    frames: int
+    crossings: int
     segments: tuple[SegmentRecord, ...]
     outages: tuple[Outage, ...]
-
-    @property
-    def frames(self) -> int:
-        """Frames analysed in all."""
-        return sum(s.frames for s in self.segments)
-
-    @property
-    def crossings(self) -> int:
-        """Crossings stored in all."""
-        return sum(s.crossings for s in self.segments)
 
 
 @dataclass
@@ -108,7 +109,10 @@ class _Camera:
     segment: _Segment | None = None
     origin: datetime | None = None
     ended: bool = False
-    done: list[SegmentRecord] = field(default_factory=list)
+    done: deque[SegmentRecord] = field(default_factory=lambda: deque(maxlen=KEEP_RECORDS))
+    runs: int = 0
+    frames: int = 0
+    crossings: int = 0
 
 
 class LiveSession:
@@ -265,6 +269,11 @@ class LiveSession:
             gap_reason,
         )
         cam.done.append(record)
+        cam.runs, cam.frames, cam.crossings = (
+            cam.runs + 1,
+            cam.frames + seg.frames,
+            cam.crossings + seg.crossings,
+        )
         cam.segment = None
 
     def _shut_down(self, failed: bool) -> None:
@@ -279,7 +288,9 @@ class LiveSession:
     def _report(self) -> LiveReport:
         segments = self.segments()
         outages = [o for c in self.cams.values() for o in c.reader.outages]
-        return LiveReport(tuple(segments), tuple(outages))
+        cams = self.cams.values()
+        totals = (sum(c.runs for c in cams), sum(c.frames for c in cams))
+        return LiveReport(*totals, sum(c.crossings for c in cams), tuple(segments), tuple(outages))
 
 
 def select_cameras(cfg: AppConfig, camera_ids: Sequence[str]) -> list[CameraConfig]:
