@@ -139,15 +139,9 @@ class StorageWriter:
         for c in crossings:
             by_run.setdefault(c.run_id, []).append(c)
         with self._lock:
+            attempts = {run_id: self._checked(run_id, batch) for run_id, batch in by_run.items()}
             for run_id, batch in by_run.items():
-                attempt = self._open(run_id)
-                camera = self._attempts[attempt].begin["run"]["camera_id"]
-                strays = sorted({c.camera_id for c in batch} - {camera})
-                if strays:
-                    raise StorageError(
-                        f"crossing of camera {strays[0]!r} given for run {run_id!r} "
-                        f"of camera {camera!r}"
-                    )
+                attempt = attempts[run_id]
                 record = crossings_record(batch, attempt)
                 write = functools.partial(_add_crossings, crossings=batch, attempt_id=attempt)
                 self._write(attempt, record, write)
@@ -271,6 +265,17 @@ class StorageWriter:
         attempt = self._open_runs.get(run_id)
         if attempt is None:
             raise StorageError(f"run {run_id!r} is not open in this writer (call begin_run)")
+        return attempt
+
+    def _checked(self, run_id: str, crossings: list[Crossing]) -> str:
+        """The open attempt of ``run_id``, after checking the crossings are of its camera."""
+        attempt = self._open(run_id)
+        camera = self._attempts[attempt].begin["run"]["camera_id"]
+        strays = sorted({c.camera_id for c in crossings} - {camera})
+        if strays:
+            raise StorageError(
+                f"crossing of camera {strays[0]!r} given for run {run_id!r} of camera {camera!r}"
+            )
         return attempt
 
     def _write(self, attempt_id: str, record: dict[str, Any] | None, write: Write) -> None:
