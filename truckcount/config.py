@@ -287,7 +287,11 @@ class CameraConfig(StrictModel):
     )
     reconnect_min_s: float = Field(0.5, gt=0, le=60, description="first reconnect delay")
     reconnect_max_s: float = Field(
-        30.0, gt=0, le=3600, description="reconnect delay cap (doubles per failure, +-20% jitter)"
+        5.0,
+        gt=0,
+        le=3600,
+        description="reconnect delay cap (doubles per failure, +-20% jitter); also bounds how "
+        "long a camera that is back waits to be reconnected",
     )
     queue_frames: int = Field(
         16,
