@@ -228,9 +228,9 @@ def shutdown(scheduler: BackgroundScheduler, live: LiveRuntime | None = None) ->
     """Stop intake, close live segments, interrupt running work, wait for jobs, close the DB."""
     log.info("shutting down: stopping jobs")
     scheduler.pause()  # no new executions from here on
+    service_jobs.STOP.set()  # children are interrupted while the live segments close
     if live is not None:
         live.stop(timeout_s=LIVE_STOP_S)
-    service_jobs.STOP.set()
     scheduler.shutdown(wait=True)
     service_jobs.close_engines()
 
