@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from truckcount.aggregator.groundtruth import (
     ground_truth,
 )
 from truckcount.config import AppConfig, CameraConfig, ConfigError, DetectorConfig
+from truckcount.detector.cascade import CascadeStats
 from truckcount.detector.data import Sample, load_samples, read_image
 from truckcount.detector.evaluate import average_precision
 from truckcount.detector.infer import Detector
@@ -40,6 +41,7 @@ from truckcount.pipeline import CameraStages, build_stages, process_frames
 from truckcount.types import Crossing, Detections, Frame, RunInfo
 
 log = logging.getLogger(__name__)
+NOTHING = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
 class _KeepingDetector(Detector):
@@ -100,7 +102,9 @@ def _only(frames: Iterator[Frame], indices: set[int]) -> Iterator[Frame]:
     return (f for f in frames if f.index in indices)
 
 
-def _predict(bench: _Bench, spec: SequenceSpec, samples: Sequence[Sample]) -> list[CrossingPoint]:
+def _predict(
+    bench: _Bench, spec: SequenceSpec, samples: Sequence[Sample]
+) -> tuple[list[CrossingPoint], CascadeStats | None]:
     """Run the real pipeline on the labelled frames of one sequence."""
     cfg, camera, detector = bench.cfg, bench.camera, bench.detector
     run = RunInfo("eval", camera.id, spec.name, detector.version, cfg.digest(), datetime.now(UTC))
@@ -111,9 +115,10 @@ def _predict(bench: _Bench, spec: SequenceSpec, samples: Sequence[Sample]) -> li
         files, camera_id=camera.id, start=spec.start, fps=spec.fps, first=spec.first, last=spec.last
     )
     crossings: list[Crossing] = []
-    stages = CameraStages(base.tracker, counter)
+    stages = CameraStages(base.tracker, counter, base.gate)
     process_frames(_only(frames, {s.index for s in samples}), detector, stages, crossings.extend)
-    return counter.anchors.place(crossings, camera.lines, spec.name, spec.start)
+    placed = counter.anchors.place(crossings, camera.lines, spec.name, spec.start)
+    return placed, base.gate.stats() if base.gate else None
 
 
 def _evaluate_sequence(bench: _Bench, spec: SequenceSpec, samples: list[Sample]) -> SequenceResult:
@@ -123,9 +128,9 @@ def _evaluate_sequence(bench: _Bench, spec: SequenceSpec, samples: list[Sample])
     camera = bench.camera
     gt = ground_truth(labelled, camera, bench.cfg.counter, clock=spec.clock, size=(w, h))
     bench.detector.kept = {}
-    pred = _predict(bench, spec, samples)
+    pred, cascade = _predict(bench, spec, samples)
     size = bench.detector.input_size
-    kept = [bench.detector.kept[s.index] for s in samples]
+    kept = [bench.detector.kept.get(s.index, NOTHING) for s in samples]  # none: cascade skipped
     ap = average_precision([(d.xyxy * size, d.confidence, d.class_id) for d in kept], samples, size)
     last = spec.last if spec.last is not None else samples[-1].index
     info = {
@@ -136,6 +141,8 @@ def _evaluate_sequence(bench: _Bench, spec: SequenceSpec, samples: list[Sample])
         "gt_tracks": len({int(i) for d in gt.tracked for i in np.asarray(d.tracker_id)}),
         "ap50": ap["ap50"],
     }
+    if cascade is not None:
+        info["cascade"] = {**asdict(cascade), "skip_rate": round(cascade.skip_rate, 4)}
     true = gt.anchors.place(gt.crossings, camera.lines, spec.name, spec.start)
     return SequenceResult(spec, true, pred, info)
 
