@@ -212,7 +212,7 @@ def _decode(container: InputContainer, camera: CameraConfig) -> Iterator[av.Vide
                 continue
             bad = 0
             yield from frames
-    except av.error.ExitError as exc:
+    except (av.error.ExitError, TimeoutError) as exc:  # PyAV's read timeout, or FFmpeg's own
         msg = f"camera {camera.id!r}: {name}: no data for {camera.read_timeout_s:g} s"
         raise SourceError(msg) from exc
     except (av.error.FFmpegError, OSError) as exc:
