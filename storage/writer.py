@@ -249,7 +249,11 @@ class StorageWriter:
                 try:
                     self.replay()
                 except StorageError as exc:
-                    log.warning("spooled writes stay in %s: %s", self.spool_dir, exc)
+                    log.warning(
+                        "spooled writes stay in %s (%s); run `truckcount db replay` later",
+                        self.spool_dir,
+                        exc,
+                    )
             for a in self._spooled():
                 a.spool.close()  # type: ignore[union-attr]
                 a.spool = None
