@@ -185,6 +185,7 @@ def throughput(streams: int, seconds: float, precision: str, batch_size: int) ->
         "frames_offered_approx": round(offered),
         "analysed_share": round(report.frames / offered, 3),
         "process_cpu_cores_used": round(cpu / wall, 2),
+        "cpu_s_per_analysed_frame": round(cpu / max(report.frames, 1), 3),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "outages": len(report.outages),
     }
