@@ -46,7 +46,9 @@ def test_demo_counts_trucks_and_a_rerun_changes_nothing(config: Path) -> None:
     assert second.exit_code == 0, second.output
     assert daily_counts(engine, "km39") == days
     assert count_crossings(engine, "km39", VehicleClass.TRUCK) == trucks
-    assert len(list_runs(engine, "km39")) == 1, "same file, same model: the run is replaced"
+    runs = list_runs(engine, "km39")
+    assert {r.run_id for r in runs} == {runs[0].run_id}, "same file, same model: the same run"
+    assert len(runs) == 2, "attempted twice; the second attempt replaced the first"
 
     printed = runner.invoke(app, ["counts", "--camera", "km39", "--config", str(config)])
     assert printed.exit_code == 0 and "2021-11-15" in printed.stdout
