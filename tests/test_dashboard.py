@@ -62,6 +62,7 @@ class ChartParser(HTMLParser):
         self.svg: dict[str, str] = {}
         self.bars: list[dict[str, str]] = []
         self.gaps: list[dict[str, str]] = []
+        self.coverage: list[dict[str, str]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -71,6 +72,8 @@ class ChartParser(HTMLParser):
             self.bars.append(a)
         elif tag == "rect" and a.get("class") == "gap":
             self.gaps.append(a)
+        elif tag == "rect" and a.get("class") == "coverage":
+            self.coverage.append(a)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +116,8 @@ def test_the_chart_shows_the_counts_with_gaps(server: str) -> None:
     assert int(page.svg["data-gaps"]) == 23 and int(page.svg["data-buckets"]) == 24
     assert {g["data-start"] for g in page.gaps} == set(starts) - covered
     assert {b["data-start"] for b in page.bars} == covered, "bars only where video was analysed"
+    shares = sorted(float(c["data-share"]) for c in page.coverage)
+    assert shares == [0.0] * 23 + [round(75 / 3600, 4)], "75 s of one hour analysed"
     by_series = {b["data-series"]: int(b["data-count"]) for b in page.bars}
     assert by_series == {
         f"{b['line_id']}:{b['direction_name']}": b["count"]

@@ -151,13 +151,18 @@ def test_watch_folder_sigterm_and_restarts(
     hourly = second.get("/counts?camera=km39&granularity=hour")
     daily = second.get("/counts?camera=km39")
     assert second.get("/cameras")["cameras"][0]["last_run_status"] == "complete"
-    scraped = httpx.get(second.base + "/metrics", timeout=30).text
-    assert 'truckcount_recordings_processed_total{camera="km39",outcome="processed"} 1.0' in scraped
-    assert 'truckcount_frames_analysed_total{camera="km39"} 150.0' in scraped, "75 s at 2 fps"
+    processed = 'truckcount_recordings_processed_total{camera="km39",outcome="processed"} 1.0'
+
+    def scraped() -> str:
+        return httpx.get(second.base + "/metrics", timeout=30).text
+
+    # The run completes in the database a moment before its child process has exited.
+    _wait(lambda: processed in scraped(), 60, "the processed recording is not in the metrics")
+    assert 'truckcount_frames_analysed_total{camera="km39"} 150.0' in scraped(), "75 s at 2 fps"
     assert second.terminate() < STOP_WITHIN_S
 
     covered = {b["covered_s"] for b in daily}
-    assert covered == {75.0}, "the whole 75 s clip, once"
+    assert len(covered) == 1 and abs(covered.pop() - 75) <= 0.5, "the whole 75 s clip, once"
     assert sum(b["count"] for b in daily) > 0
     assert [b["count"] is None for b in hourly].count(False) == 2, "13:00 covered, both ways"
 

@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -42,13 +42,16 @@ from sqlalchemy import Engine
 from truckcount import service_jobs
 from truckcount.api import ApiSettings, create_app
 from truckcount.config import AppConfig, ConfigError, load_config
-from truckcount.service_live import LiveRuntime, live_cameras
+from truckcount.ingest.live import is_live
 from truckcount.storage import mask_url
+
+if TYPE_CHECKING:
+    from truckcount.service_live import LiveRuntime
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_BUDGET_S = 10.0
-HTTP_DRAIN_S = 2
+HTTP_DRAIN_S = 1
 LIVE_STOP_S = 3.0
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": None, "max_instances": 1}
 
@@ -203,9 +206,11 @@ def _quiet_scheduler_logs() -> None:
 
 
 def _live_runtime(cfg: AppConfig) -> LiveRuntime | None:
-    cameras = live_cameras(cfg)
+    cameras = [c for c in cfg.cameras if c.source and is_live(c.source)]
     if not cameras:
-        return None
+        return None  # and the detector (torch) is never imported into this process
+    from truckcount.service_live import LiveRuntime
+
     log.info("live cameras: %s", ", ".join(c.id for c in cameras))
     return LiveRuntime(cfg, cameras)
 

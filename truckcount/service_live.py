@@ -31,7 +31,7 @@ from truckcount.types import Crossing, Detections, Frame
 log = logging.getLogger(__name__)
 
 
-def live_cameras(cfg: AppConfig) -> list[CameraConfig]:
+def live_cameras(cfg: AppConfig) -> list[CameraConfig]:  # the same rule as ``serve`` uses
     """The configured cameras whose source is a stream or a device (not a recording)."""
     return [c for c in cfg.cameras if c.source and is_live(c.source)]
 

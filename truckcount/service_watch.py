@@ -31,7 +31,7 @@ from truckcount.storage import RunStatus, list_runs
 
 log = logging.getLogger(__name__)
 
-CHILD_STOP_S = 4.0
+CHILD_STOP_S = 3.0
 """How long a child gets after SIGINT to mark its run failed before it is killed."""
 
 

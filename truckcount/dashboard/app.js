@@ -76,8 +76,10 @@ async function loadCounts() {
   }
   const r = drawCounts($("chart"), buckets, $("granularity").value);
   const first = buckets[0].start.slice(0, 10), last = buckets[buckets.length - 1].start.slice(0, 10);
-  $("summary").textContent = `${camera}, ${first} to ${last}: ${r.total} ${$("vehicle").value} crossings; ` +
-    `${r.gaps} of ${r.buckets} buckets without analysed video`;
+  const hours = r.covered / 3600;
+  const analysed = hours < 1 ? `${Math.round(r.covered)} s` : `${hours.toFixed(1)} h`;
+  $("summary").textContent = `${camera}, ${first} to ${last}: ${r.total} ${$("vehicle").value} crossings ` +
+    `in ${analysed} of analysed video; ${r.gaps} of ${r.buckets} buckets without any`;
 }
 
 async function refresh() {

@@ -44,7 +44,7 @@ function label(iso, granularity) {
 function drawCounts(container, buckets, granularity) {
   const columns = columnsOf(buckets);
   const series = [...new Set(buckets.map((b) => b.line_id + ":" + b.direction_name))].sort();
-  const W = 1000, H = 320, left = 48, right = 12, top = 16, bottom = 46;
+  const W = 1000, H = 330, left = 48, right = 12, top = 16, bottom = 54;
   const plotW = W - left - right, plotH = H - top - bottom;
   const maxTotal = Math.max(1, ...columns.map((c) => c.total || 0));
   const step = niceStep(maxTotal);
@@ -94,8 +94,16 @@ function drawCounts(container, buckets, granularity) {
       // A covered bucket always shows a baseline tick, so a true 0 differs from a gap.
       svg.appendChild(svgEl("rect", { class: "covered", x, y: y(0) - 2, width: barW, height: 2, fill: "#3c434a" }));
     }
+    // Under the axis: how much of the bucket analysed video covers (grey: none).
+    svg.appendChild(svgEl("rect", { x, y: y(0) + 4, width: barW, height: 5, fill: "#dcdcde" }));
+    const strip = svgEl("rect", {
+      class: "coverage", x, y: y(0) + 4, width: share > 0 ? Math.max(1.5, barW * share) : 0, height: 5,
+      fill: "#3c434a", "data-share": share.toFixed(4),
+    });
+    strip.appendChild(svgEl("title", {}, `${c.start}: ${(share * 100).toFixed(1)}% covered`));
+    svg.appendChild(strip);
     if (i % every === 0) {
-      svg.appendChild(svgEl("text", { x: x + barW / 2, y: H - bottom + 16, "text-anchor": "middle", "font-size": 11, fill: "#3c434a" }, label(c.start, granularity)));
+      svg.appendChild(svgEl("text", { x: x + barW / 2, y: H - bottom + 24, "text-anchor": "middle", "font-size": 11, fill: "#3c434a" }, label(c.start, granularity)));
     }
   });
   svg.appendChild(svgEl("line", { x1: left, x2: W - right, y1: y(0), y2: y(0), stroke: "#8c8f94" }));
@@ -105,5 +113,6 @@ function drawCounts(container, buckets, granularity) {
     svg.appendChild(svgEl("text", { x: lx + 16, y: H - 8, "font-size": 12, fill: "#1d2327" }, s));
   });
   container.replaceChildren(svg);
-  return { buckets: columns.length, gaps, total };
+  const covered = columns.reduce((s, c) => s + c.covered_s, 0);
+  return { buckets: columns.length, gaps, total, covered };
 }
