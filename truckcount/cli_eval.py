@@ -126,7 +126,7 @@ def eval_counts(
 ) -> None:
     """Count accuracy against ground truth linked from the labels, per sequence/class/direction."""
     from truckcount.aggregator.groundtruth import load_spec
-    from truckcount.cli import _guard
+    from truckcount.cli_common import guard as _guard
     from truckcount.config import load_config
     from truckcount.count_eval import baseline_view, evaluate_counts
 

@@ -1,0 +1,143 @@
+"""The detector commands: ``train``, ``train-presence``, ``export-weights``, ``export-onnx``,
+``eval detect``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from truckcount.cli_common import guard
+
+log = logging.getLogger("truckcount")
+
+
+def train(
+    data: Annotated[Path, typer.Argument(help="YOLO-format dataset folder (images/, labels/)")],
+    output: Annotated[Path, typer.Option(help="folder for checkpoints and log")] = Path(
+        "runs/train"
+    ),
+    epochs: Annotated[int, typer.Option(min=1)] = 28,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    lr: Annotated[float, typer.Option(min=0)] = 2e-3,
+    input_size: Annotated[int, typer.Option(min=64, max=1280)] = 320,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(min=0)] = 1,
+    device: str = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 mixed precision")] = True,
+    ema_decay: Annotated[
+        float, typer.Option(min=0, max=0.99999, help="weight average decay; 0 turns it off")
+    ] = 0.999,
+    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+    init: Annotated[Path | None, typer.Option(help="fine-tune from these weights")] = None,
+    test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate")] = False,
+    limit: Annotated[int | None, typer.Option(help="use the first N training frames")] = None,
+) -> None:
+    """Train the detector from scratch (time split: validation = siang + late night)."""
+    from truckcount.detector.train import TrainArgs
+    from truckcount.detector.train import run as train_run
+
+    args = TrainArgs(
+        data=str(data),
+        output=str(output),
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        input_size=input_size,
+        seed=seed,
+        workers=workers,
+        device=device,
+        amp=amp,
+        ema_decay=ema_decay,
+        resume=str(resume) if resume else None,
+        init=str(init) if init else None,
+        test_only=test_only,
+        limit=limit,
+    )
+    report = guard(lambda: train_run(args))
+    typer.echo(json.dumps(report.get("all", {}), indent=None))
+
+
+def export_weights(
+    checkpoint: Annotated[Path, typer.Argument(help="training checkpoint")],
+    out: Annotated[Path, typer.Argument(help="slim weights file to write")],
+) -> None:
+    """Write the slim file that ships with the package."""
+    from truckcount.detector.weights import export_weights as export
+
+    version = guard(lambda: export(checkpoint, out))
+    typer.echo(f"wrote {out} ({version})")
+
+
+def export_onnx(
+    out: Annotated[Path, typer.Argument(help=".onnx file to write")],
+    weights: Annotated[Path | None, typer.Option(help="checkpoint (default: shipped)")] = None,
+    int8: Annotated[
+        Path | None,
+        typer.Option(help="also write OUT with .int8.onnx, calibrated on this labelled folder"),
+    ] = None,
+) -> None:
+    """Export the detector network to ONNX (dynamic batch) for ``detector.runtime: onnx``."""
+    from truckcount.config import DetectorConfig
+    from truckcount.detector import onnx_runtime
+    from truckcount.detector.infer import load_model
+
+    def go() -> None:
+        import torch
+
+        model, version = load_model(weights or DetectorConfig().weights, torch.device("cpu"))
+        onnx_runtime.export_onnx(model, version, out)
+        typer.echo(f"wrote {out} ({version})")
+        if int8 is not None:
+            images = onnx_runtime.calibration_images(int8, model.cfg.input_size)
+            q = out.with_suffix(".int8.onnx")
+            onnx_runtime.quantize_int8(out, q, images)
+            typer.echo(f"wrote {q} ({version}+int8, calibrated on {len(images)} frames)")
+
+    guard(go)
+
+
+def eval_detect(
+    data: Annotated[Path, typer.Argument(help="YOLO-format folder with images/ and labels/")],
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="checkpoint, or .onnx file for ONNX Runtime (default: shipped)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    threshold: Annotated[float | None, typer.Option(help="score threshold for P/R")] = None,
+    split: Annotated[str, typer.Option(help="all, or the time split's val / train frames")] = "all",
+) -> None:
+    """COCO-style AP50 / AP50-95 per class, per sequence and day/night, and P/R at threshold."""
+    from truckcount.detector.report import evaluate_folder, format_report
+
+    def go() -> dict[str, Any]:
+        return evaluate_folder(data, weights, threshold, split)
+
+    report = guard(go)
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+def train_presence(
+    data: Annotated[Path, typer.Argument(help="YOLO-format dataset folder (images/, labels/)")],
+    output: Annotated[Path, typer.Option(help="folder for checkpoints")] = Path("runs/presence"),
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
+    seed: int = 0,
+) -> None:
+    """Train the truck-presence classifier of the cascade (same time split as the detector)."""
+    from truckcount.detector.presence_train import PresenceTrainArgs, run
+
+    args = PresenceTrainArgs(data=str(data), output=str(output), epochs=epochs, seed=seed)
+    report = guard(lambda: run(args))
+    typer.echo(json.dumps(report, indent=None))
+
+
+def register(app: typer.Typer, eval_app: typer.Typer) -> None:
+    """Add these commands to the ``truckcount`` application."""
+    app.command()(train)
+    app.command("train-presence")(train_presence)
+    app.command("export-weights")(export_weights)
+    app.command("export-onnx")(export_onnx)
+    eval_app.command("detect")(eval_detect)
