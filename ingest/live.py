@@ -63,12 +63,16 @@ def stream_options(camera: CameraConfig) -> tuple[str | None, dict[str, str]]:
 
     RTSP gets the configured transport and a socket timeout; every network protocol gets an I/O
     timeout (``rw_timeout``), so a silent peer fails inside FFmpeg as well as in PyAV's own
-    read timeout. A ``/dev/videoN`` device is read with ``v4l2``.
+    read timeout. That FFmpeg timeout is the larger of the open and read timeouts: a camera
+    slow to start its stream (preparing media after PLAY) gets the whole open timeout. A ``/dev/videoN`` device is read with ``v4l2``.
     """
     source = camera.source or ""
     match = _SCHEME.match(source)
     scheme = match.group(1).lower() if match else ""
-    micros = str(int(camera.read_timeout_s * 1_000_000))
+    # FFmpeg's socket timeout also bounds each step of the RTSP handshake, so it must allow the
+    # open timeout; PyAV's own read timeout still ends a stalled read after ``read_timeout_s``.
+    socket_s = max(camera.open_timeout_s, camera.read_timeout_s)
+    micros = str(int(socket_s * 1_000_000))
     # Probing a second of stream is enough for H.264/MJPEG parameters; FFmpeg's default (5 s)
     # would buffer 5 s of frames at every connect and deliver them late, in one burst.
     options = {"analyzeduration": str(PROBE_US), "probesize": str(PROBE_BYTES)}

@@ -154,12 +154,16 @@ def test_which_sources_are_live(source: str, live: bool) -> None:
 
 
 def test_stream_options_carry_transport_timeouts_and_demuxer() -> None:
-    rtsp = CameraConfig(id="c", source="rtsp://u:p@cam/s", transport="udp", read_timeout_s=2.5)
+    rtsp = CameraConfig(
+        id="c", source="rtsp://u:p@cam/s", transport="udp", read_timeout_s=2.5, open_timeout_s=2
+    )
     fmt, opts = stream_options(rtsp)
     assert fmt is None and opts["rtsp_transport"] == "udp" and opts["timeout"] == "2500000"
+    slow_start = rtsp.model_copy(update={"open_timeout_s": 8.0})
+    assert stream_options(slow_start)[1]["timeout"] == "8000000", "the open timeout is allowed"
     mjpeg = CameraConfig(id="c", source="http://cam/video", input_format="mpjpeg")
     fmt, opts = stream_options(mjpeg)
-    assert fmt == "mpjpeg" and opts["rw_timeout"] == "5000000"
+    assert fmt == "mpjpeg" and opts["rw_timeout"] == "10000000"  # open 10 s, read 5 s
     assert stream_options(CameraConfig(id="c", source="/dev/video2"))[0] == "v4l2"
 
 
