@@ -1,4 +1,4 @@
-"""SQLAlchemy tables: cameras, runs, the crossings every count is built from, and coverage.
+"""SQLAlchemy tables: cameras, runs, the crossings every count is built from, coverage, presence.
 
 Every timestamp column is an instant in UTC. SQLite has no time zone type, so ``UTCDateTime``
 stores naive UTC there and hands back timezone-aware UTC datetimes on every backend.
@@ -166,3 +166,25 @@ class CoverageRow(Base):
     frames_analysed: Mapped[int] = mapped_column(Integer)
     frames_dropped: Mapped[int] = mapped_column(Integer)
     gap_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PresenceRow(Base):
+    """Frames of one 15-minute UTC slot the truck-presence classifier looked at, and how many of
+    them it judged to hold a truck (``truckcount.types.PresenceSlot``)."""
+
+    __tablename__ = "presence"
+    __table_args__ = (
+        CheckConstraint(
+            "frames >= 1 AND truck_frames >= 0 AND truck_frames <= frames", name="tally"
+        ),
+        UniqueConstraint("attempt_id", "start"),
+        Index("ix_presence_camera_id_start", "camera_id", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    attempt_id: Mapped[str] = mapped_column(String(128), ForeignKey("runs.attempt_id"))
+    run_id: Mapped[str] = mapped_column(String(128))
+    camera_id: Mapped[str] = mapped_column(String(128))
+    start: Mapped[datetime] = mapped_column(UTCDateTime())
+    frames: Mapped[int] = mapped_column(Integer)
+    truck_frames: Mapped[int] = mapped_column(Integer)

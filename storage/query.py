@@ -1,4 +1,5 @@
-"""Reading counts back: daily tallies, and hourly or daily buckets with coverage and vintages.
+"""Reading counts back: daily tallies, and hourly or daily buckets with coverage, vintages and
+the share of frames with a truck (``storage.presence``).
 
 A *vintage* is what one processing run of a source says. For each source the visible vintage is
 the latest run that is complete and became available (``runs.available_at``) no later than the
@@ -20,6 +21,7 @@ from sqlalchemy.orm import aliased
 from truckcount.aggregator.buckets import SeriesKey, Span, local_midnight, rollup
 from truckcount.storage.database import StorageError
 from truckcount.storage.models import CoverageRow, CrossingRow, RunRow, RunStatus
+from truckcount.storage.presence import presence_tallies, with_truck_share
 from truckcount.storage.repository import (
     _camera_timezone,
     _require_aware,
@@ -172,10 +174,11 @@ def bucket_counts(
 
     Returns:
         Buckets per series (line, direction) over the whole range, ordered by series and time;
-        ``count`` is None where no analysed video covers the bucket. Series are the line and
-        direction pairs with any stored crossing of the camera, plus (``line_id``,
-        ``direction_name``) when both are given. Empty when nothing is covered and the range is
-        open.
+        ``count`` is None where no analysed video covers the bucket; ``truck_share`` (the
+        camera's share of classified frames with a truck) is None where no presence slot of the
+        same runs starts in it. Series are the line and direction pairs with any stored crossing
+        of the camera, plus (``line_id``, ``direction_name``) when both are given. Empty when
+        nothing is covered and the range is open.
 
     Raises:
         UnknownCameraError: the camera is not registered.
@@ -219,7 +222,9 @@ def bucket_counts(
         )
         in_range = in_range.where(CrossingRow.ts >= lo, CrossingRow.ts < hi)
         crossings = [_crossing(row) for row in conn.execute(in_range)]
-    return rollup(crossings, spans, width=size, zone=zone, days=days, series=series)
+        tallies = presence_tallies(conn, camera_id, runs, lo, hi)
+    buckets = rollup(crossings, spans, width=size, zone=zone, days=days, series=series)
+    return with_truck_share(buckets, tallies)
 
 
 def bucket_frame(engine: Engine, camera_id: str, **options: Any) -> pd.DataFrame:
@@ -227,7 +232,7 @@ def bucket_frame(engine: Engine, camera_id: str, **options: Any) -> pd.DataFrame
 
     Takes the keyword arguments of ``bucket_counts``. Columns: ``end`` (local), ``line_id``,
     ``class_name``, ``direction_name``, ``count`` (nullable ``Int64``: ``<NA>`` where nothing was
-    covered) and ``covered_s``.
+    covered), ``covered_s`` and ``truck_share`` (float, NaN where no frame was classified).
     """
     import pandas as pd
 
@@ -242,6 +247,10 @@ def bucket_frame(engine: Engine, camera_id: str, **options: Any) -> pd.DataFrame
             "direction_name": [b.direction_name for b in buckets],
             "count": pd.array([b.count for b in buckets], dtype="Int64"),
             "covered_s": pd.array([b.covered_s for b in buckets], dtype="float64"),
+            "truck_share": pd.array(
+                [float("nan") if b.truck_share is None else b.truck_share for b in buckets],
+                dtype="float64",
+            ),
         }
     )
     frame["start"] = frame["start"].dt.tz_convert(zone)

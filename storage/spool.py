@@ -1,16 +1,16 @@
 """A local, durable spool of writes that could not reach the database, and its replay.
 
 One JSON-lines file per run attempt, ``<attempt id>.jsonl`` in the spool folder. Each line is one
-write (``begin``, ``crossings``, ``coverage``, ``finish``) and is fsync'd before the writer
-returns, so an acknowledged write survives a crash or power loss. A file always starts with the
-attempt's ``begin``, so it replays on its own. The writer that owns a file holds an exclusive
-``flock`` on it; replay skips files that are locked, i.e. still being written.
+write (``begin``, ``crossings``, ``coverage``, ``presence``, ``finish``) and is fsync'd before
+the writer returns, so an acknowledged write survives a crash or power loss. A file always starts
+with the attempt's ``begin``, so it replays on its own. The writer that owns a file holds an
+exclusive ``flock`` on it; replay skips files that are locked, i.e. still being written.
 
 Replay applies a file's writes in order with ``replay=True`` (see ``repository``), which makes it
 idempotent: a begin of a stored attempt, a crossing whose (attempt, line, track) is stored, a
-coverage span already stored and a finish of a finished attempt are all skipped. The file is
-deleted once every line is applied; replaying again then finds nothing, and a replay that dies
-half-way is simply run again.
+coverage span or presence slot already stored and a finish of a finished attempt are all skipped.
+The file is deleted once every line is applied; replaying again then finds nothing, and a replay
+that dies half-way is simply run again.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +30,9 @@ from sqlalchemy.engine import make_url
 
 from truckcount.storage import repository as repo
 from truckcount.storage.database import StorageError
-from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
+from truckcount.storage.models import RunStatus
+from truckcount.storage.presence import add_presence
+from truckcount.types import Crossing, Direction, PresenceSlot, RunInfo, VehicleClass
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +207,51 @@ def crossings_record(crossings: list[Crossing], attempt_id: str) -> dict[str, An
     return {"op": "crossings", "attempt_id": attempt_id, "rows": rows}
 
 
+def coverage_record(
+    run_id: str,
+    start: datetime,
+    end: datetime,
+    frames_analysed: int,
+    frames_dropped: int,
+    gap_reason: str | None,
+    attempt_id: str,
+) -> dict[str, Any]:
+    return {
+        "op": "coverage",
+        "attempt_id": attempt_id,
+        "run_id": run_id,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "frames_analysed": frames_analysed,
+        "frames_dropped": frames_dropped,
+        "gap_reason": gap_reason,
+    }
+
+
+def presence_record(slots: Sequence[PresenceSlot], run_id: str, attempt_id: str) -> dict[str, Any]:
+    rows = [[s.camera_id, s.start.isoformat(), s.frames, s.truck_frames] for s in slots]
+    return {"op": "presence", "attempt_id": attempt_id, "run_id": run_id, "slots": rows}
+
+
+def finish_record(
+    run_id: str,
+    status: RunStatus,
+    frames_analysed: int,
+    media_start: datetime | None,
+    media_end: datetime | None,
+    attempt_id: str,
+) -> dict[str, Any]:
+    return {
+        "op": "finish",
+        "attempt_id": attempt_id,
+        "run_id": run_id,
+        "status": status.value,
+        "frames_analysed": frames_analysed,
+        "media_start": None if media_start is None else media_start.isoformat(),
+        "media_end": None if media_end is None else media_end.isoformat(),
+    }
+
+
 def _begin(engine: Engine, record: dict[str, Any]) -> None:
     fields = dict(record["run"])
     fields["started_at"] = datetime.fromisoformat(fields["started_at"])
@@ -245,6 +293,14 @@ def _coverage(engine: Engine, record: dict[str, Any]) -> None:
     )
 
 
+def _presence(engine: Engine, record: dict[str, Any]) -> None:
+    slots = [
+        PresenceSlot(camera, datetime.fromisoformat(start), frames, truck_frames)
+        for camera, start, frames, truck_frames in record["slots"]
+    ]
+    add_presence(engine, record["run_id"], slots, attempt_id=record["attempt_id"], replay=True)
+
+
 def _finish(engine: Engine, record: dict[str, Any]) -> None:
     repo.finish_run(
         engine,
@@ -262,4 +318,10 @@ def _instant(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
 
-_APPLY = {"begin": _begin, "crossings": _crossings, "coverage": _coverage, "finish": _finish}
+_APPLY = {
+    "begin": _begin,
+    "crossings": _crossings,
+    "coverage": _coverage,
+    "presence": _presence,
+    "finish": _finish,
+}

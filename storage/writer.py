@@ -1,10 +1,10 @@
 """The writer the frame loop calls: runs into the database, or into a local spool while it is down.
 
-``StorageWriter`` has the four writes of a run (``begin_run``, ``add_crossings``,
-``add_coverage``, ``finish_run``). Each goes straight to the database when it can be reached.
-When it cannot (server down, network gone, SQLite file not openable) the write is appended to
-the attempt's spool file (see ``storage.spool``) and the call returns normally: the frame loop
-keeps counting. Later writes of that attempt go to the spool too, in order, until a retry
+``StorageWriter`` has the five writes of a run (``begin_run``, ``add_crossings``,
+``add_coverage``, ``add_presence``, ``finish_run``). Each goes straight to the database when it
+can be reached. When it cannot (server down, network gone, SQLite file not openable) the write is
+appended to the attempt's spool file (see ``storage.spool``) and the call returns normally: the
+frame loop keeps counting. Later writes of that attempt go to the spool too, in order, until a retry
 (at most every ``retry_s`` seconds) finds the database back; the spool is then replayed and
 deleted before writing on directly. After a successful write, spool files left by writers that
 died are replayed as well; ``truckcount db replay`` does the same by hand.
@@ -18,6 +18,7 @@ Example::
     writer.begin_run(run, timezone="Asia/Jakarta")
     writer.add_crossings(crossings)  # any number of times
     writer.add_coverage(run.run_id, first_ts, last_ts, frames_analysed=n)
+    writer.add_presence(run.run_id, slots)  # the presence classifier's PresenceSlot tallies
     writer.finish_run(run.run_id, status="complete", frames_analysed=n,
                       media_start=first_ts, media_end=last_ts)
     writer.close()
@@ -45,17 +46,21 @@ from truckcount.storage import repository as repo
 from truckcount.storage.attempts import new_attempt_id
 from truckcount.storage.database import DatabaseUnavailable, StorageError, mask_url, open_database
 from truckcount.storage.models import RunStatus
+from truckcount.storage.presence import add_presence, check_slots
 from truckcount.storage.spool import (
     ReplayReport,
     SpoolFile,
     apply_records,
     begin_record,
+    coverage_record,
     crossings_record,
     default_spool_dir,
+    finish_record,
+    presence_record,
     read_records,
     replay_folder,
 )
-from truckcount.types import Crossing, RunInfo
+from truckcount.types import Crossing, PresenceSlot, RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -163,18 +168,23 @@ class StorageWriter:
             )
         with self._lock:
             attempt = self._open(run_id)
-            record = {
-                "op": "coverage",
-                "attempt_id": attempt,
-                "run_id": run_id,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "frames_analysed": frames_analysed,
-                "frames_dropped": frames_dropped,
-                "gap_reason": gap_reason,
-            }
             args = (run_id, start, end, frames_analysed, frames_dropped, gap_reason)
+            record = coverage_record(*args, attempt)
             self._write(attempt, record, lambda e: repo.add_coverage(e, *args, attempt_id=attempt))
+
+    def add_presence(self, run_id: str, slots: Sequence[PresenceSlot]) -> None:
+        """Store the presence classifier's per-slot tallies of the run, before ``finish_run``
+        (see ``presence.add_presence``); an empty sequence writes nothing."""
+        if not slots:
+            return
+        with self._lock:
+            attempt = self._open(run_id)
+            check_slots(slots, run_id, self._attempts[attempt].begin["run"]["camera_id"])
+            batch = list(slots)
+            record = presence_record(batch, run_id, attempt)
+            self._write(
+                attempt, record, lambda e: add_presence(e, run_id, batch, attempt_id=attempt)
+            )
 
     def finish_run(
         self,
@@ -192,15 +202,7 @@ class StorageWriter:
             raise StorageError(f"frames_analysed: expected >= 0, got {frames_analysed}")
         with self._lock:
             attempt = self._open(run_id)
-            record = {
-                "op": "finish",
-                "attempt_id": attempt,
-                "run_id": run_id,
-                "status": final.value,
-                "frames_analysed": frames_analysed,
-                "media_start": None if media_start is None else media_start.isoformat(),
-                "media_end": None if media_end is None else media_end.isoformat(),
-            }
+            record = finish_record(run_id, final, frames_analysed, media_start, media_end, attempt)
 
             def write(engine: Engine) -> None:
                 repo.finish_run(

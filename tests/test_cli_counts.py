@@ -84,6 +84,7 @@ def test_hourly_csv_prints_uncovered_hours_empty_and_quiet_hours_zero(url: str) 
     assert by_hour["10:00"] == ("2", "3600.0")
     assert by_hour["11:00"] == ("0", "3600.0")
     assert by_hour["12:00"] == ("", "0.0")
+    assert {r["truck_share"] for r in rows} == {""}, "no presence classifier ran: no share"
 
 
 def test_configured_directions_without_crossings_read_zero_not_absent(
@@ -132,6 +133,7 @@ def test_parquet_file_reads_back_with_nulls_and_local_times(url: str, tmp_path: 
         "class_name",
         "count",
         "covered_s",
+        "truck_share",
     ]
     assert str(table.schema.field("start").type) == "timestamp[us, tz=Asia/Jakarta]"
     rows = table.to_pylist()

@@ -34,6 +34,12 @@ class BucketOut(BaseModel):
     class_name: str
     count: int | None = Field(description="crossings; null when no analysed video covers it")
     covered_s: float = Field(description="seconds of the bucket covered by analysed video")
+    truck_share: float | None = Field(
+        default=None,
+        description="share (0..1) of the frames the truck-presence classifier looked at in the "
+        "bucket that hold a truck, the same for every line and direction of the camera; null "
+        "when it looked at none",
+    )
 
 
 def parse_instant(name: str, value: str | None) -> datetime | None:

@@ -1,7 +1,9 @@
 """Read-side helpers shared by the CLI: buckets as a table, CSV, JSON or a Parquet file.
 
 A bucket no analysed video covered is unknown: it prints as an empty cell (table, CSV),
-``null`` (JSON) or a null ``count`` (Parquet), never as 0.
+``null`` (JSON) or a null ``count`` (Parquet), never as 0. Likewise ``truck_share``, the share of
+the frames the truck-presence classifier looked at that hold a truck, is empty or null where it
+looked at none.
 """
 
 from __future__ import annotations
@@ -92,7 +94,16 @@ def render(buckets: list[Bucket], req: CountsRequest, zone: str, fmt: OutputForm
         return json.dumps([_record(b, zone) for b in buckets], indent=1)
     if fmt is OutputFormat.CSV:
         out = io.StringIO()
-        fields = ["start", "end", "line_id", "direction_name", "class_name", "count", "covered_s"]
+        fields = [
+            "start",
+            "end",
+            "line_id",
+            "direction_name",
+            "class_name",
+            "count",
+            "covered_s",
+            "truck_share",
+        ]
         writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for b in buckets:
@@ -104,7 +115,8 @@ def render(buckets: list[Bucket], req: CountsRequest, zone: str, fmt: OutputForm
 
 def write_parquet(buckets: list[Bucket], zone: str, path: Path) -> None:
     """Write buckets to a Parquet file: one row per bucket, times as local timestamps in
-    ``zone``, ``count`` null where nothing was covered.
+    ``zone``, ``count`` null where nothing was covered, ``truck_share`` null where no frame was
+    classified.
 
     Raises:
         ValueError: the file cannot be written (the message names it).
@@ -122,6 +134,7 @@ def write_parquet(buckets: list[Bucket], zone: str, path: Path) -> None:
             ("class_name", pa.string()),
             ("count", pa.int64()),
             ("covered_s", pa.float64()),
+            ("truck_share", pa.float64()),
         ]
     )
     columns = {
@@ -132,6 +145,7 @@ def write_parquet(buckets: list[Bucket], zone: str, path: Path) -> None:
         "class_name": [b.class_name.value for b in buckets],
         "count": [b.count for b in buckets],
         "covered_s": [b.covered_s for b in buckets],
+        "truck_share": [b.truck_share for b in buckets],
     }
     try:
         pq.write_table(pa.table(columns, schema=schema), path)
@@ -149,6 +163,7 @@ def _record(b: Bucket, zone: str) -> dict[str, object]:
         "class_name": b.class_name.value,
         "count": b.count,
         "covered_s": b.covered_s,
+        "truck_share": b.truck_share,
     }
 
 
@@ -160,7 +175,8 @@ def _label(b: Bucket, zone: ZoneInfo) -> str:
 
 
 def _table(buckets: list[Bucket], req: CountsRequest, zone: str) -> str:
-    """One row per bucket, one column per line:direction, a total and the share covered."""
+    """One row per bucket, one column per line:direction, a total and the share covered, and the
+    share of classified frames with a truck when the presence classifier ran on any bucket."""
     tz = ZoneInfo(zone)
     columns = sorted({(b.line_id, b.direction_name) for b in buckets})
     rows: dict[datetime, dict[tuple[str, str], Bucket]] = {}
@@ -168,6 +184,9 @@ def _table(buckets: list[Bucket], req: CountsRequest, zone: str) -> str:
         rows.setdefault(b.start, {})[(b.line_id, b.direction_name)] = b
     head = ["local " + ("day" if req.width is BucketWidth.DAILY else "hour")]
     head += [f"{line}:{d}" for line, d in columns] + ["total", "covered"]
+    presence = any(b.truck_share is not None for b in buckets)
+    if presence:
+        head.append("truck share")
     body = []
     for start in sorted(rows):
         cells = rows[start]
@@ -177,7 +196,10 @@ def _table(buckets: list[Bucket], req: CountsRequest, zone: str) -> str:
         share = first.covered_s / (first.end - first.start).total_seconds()
         total = str(sum(known)) if known else ""
         values = ["" if n is None else str(n) for n in counts]
-        body.append([_label(first, tz), *values, total, _coverage(first.covered_s, share)])
+        row = [_label(first, tz), *values, total, _coverage(first.covered_s, share)]
+        if presence:
+            row.append("" if first.truck_share is None else f"{first.truck_share:.1%}")
+        body.append(row)
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     title = (
         f"{_vehicle(req.vehicle).value} crossings per local {head[0][6:]} ({zone}), "

@@ -230,6 +230,9 @@ class Bucket:
         count: crossings in the bucket, or None when no video of the bucket was analysed.
         covered_s: seconds of the bucket covered by analysed video; below ``end - start`` the
             count is partial.
+        truck_share: share of the frames the truck-presence classifier looked at in the bucket
+            that hold a truck (the camera's, the same for all its series), or None where it
+            looked at none.
     """
 
     camera_id: str
@@ -241,6 +244,7 @@ class Bucket:
     width: BucketWidth
     count: int | None
     covered_s: float
+    truck_share: float | None = None
 
     def __post_init__(self) -> None:
         _require_utc(self.start, "Bucket.start")
@@ -249,3 +253,35 @@ class Bucket:
         object.__setattr__(self, "width", BucketWidth(self.width))
         if self.count is None and self.covered_s > 0:
             raise ValidationError(f"Bucket.count: expected a number, covered {self.covered_s} s")
+
+
+PRESENCE_SLOT_S = 900
+"""Truck-presence tallies are kept per 15-minute slot of UTC time. Every time zone's offset is a
+multiple of 15 minutes, so slots tile local hours and days exactly."""
+
+
+@dataclass(frozen=True)
+class PresenceSlot:
+    """How many analysed frames of one camera in one 15-minute slot the presence classifier
+    judged to hold a truck (the per-bucket "share of frames with a truck" feature).
+
+    Attributes:
+        start: aware UTC start of the slot, a multiple of ``PRESENCE_SLOT_S`` since the epoch.
+        frames: frames the classifier looked at in the slot (>= 1).
+        truck_frames: of those, frames with a truck (0 .. frames).
+    """
+
+    camera_id: str
+    start: datetime
+    frames: int
+    truck_frames: int
+
+    def __post_init__(self) -> None:
+        _require_utc(self.start, "PresenceSlot.start")
+        if int(self.start.timestamp()) % PRESENCE_SLOT_S or self.start.microsecond:
+            raise ValidationError(f"PresenceSlot.start: {self.start} is not a slot boundary")
+        if self.frames < 1 or not 0 <= self.truck_frames <= self.frames:
+            raise ValidationError(
+                f"PresenceSlot: expected 0 <= truck_frames <= frames >= 1, "
+                f"got {self.truck_frames} of {self.frames}"
+            )
