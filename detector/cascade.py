@@ -78,13 +78,19 @@ class Cascade:
         self.frames = self.skipped = self.audited = 0
         self.disabled = False
 
-    def select(self, frames: Sequence[Frame]) -> list[bool]:
-        """Which frames of a batch go to the detector (True) and which are skipped."""
+    def select(
+        self, frames: Sequence[Frame], probs: npt.NDArray[np.float32] | None = None
+    ) -> list[bool]:
+        """Which frames of a batch go to the detector (True) and which are skipped.
+
+        ``probs``: the frames' truck-presence probabilities when the caller already has them
+        from this cascade's classifier (the presence feature shares it); else computed here.
+        """
         self._audit_ids.clear()  # audits are checked within their own batch
         if self.disabled:
             self.frames += len(frames)
             return [True] * len(frames)
-        truck_seen = self._trucks_seen(frames)
+        truck_seen = self._trucks_seen(frames, probs)
         keep = []
         for frame, truck in zip(frames, truck_seen, strict=True):
             keep.append(self._decide(frame, truck))
@@ -139,10 +145,13 @@ class Cascade:
         small = cv2.resize(crop, (MOTION_WIDTH, height), interpolation=cv2.INTER_AREA)
         return np.asarray(cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (3, 3), 0))
 
-    def _trucks_seen(self, frames: Sequence[Frame]) -> list[bool]:
+    def _trucks_seen(
+        self, frames: Sequence[Frame], probs: npt.NDArray[np.float32] | None
+    ) -> list[bool]:
         if self.presence is None or self._cells is None:
             return [True] * len(frames)
-        probs = self.presence.probabilities([f.image for f in frames])
+        if probs is None:
+            probs = self.presence.probabilities([f.image for f in frames])
         return [bool(p[self._cells].max() >= self.cfg.presence_threshold) for p in probs]
 
     def _vehicle_in_region(self, frame: Frame, dets: Detections) -> bool:

@@ -64,7 +64,8 @@ def stream_options(camera: CameraConfig) -> tuple[str | None, dict[str, str]]:
     RTSP gets the configured transport and a socket timeout; every network protocol gets an I/O
     timeout (``rw_timeout``), so a silent peer fails inside FFmpeg as well as in PyAV's own
     read timeout. That FFmpeg timeout is the larger of the open and read timeouts: a camera
-    slow to start its stream (preparing media after PLAY) gets the whole open timeout. A ``/dev/videoN`` device is read with ``v4l2``.
+    slow to start its stream (preparing media after PLAY) gets the whole open timeout. A
+    ``/dev/videoN`` device is read with ``v4l2``.
     """
     source = camera.source or ""
     match = _SCHEME.match(source)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
@@ -50,3 +51,22 @@ def box_at(x: float, y: float, w: float = 60.0, h: float = 40.0) -> list[float]:
 def box_centred(cx: float, cy: float, w: float, h: float) -> list[float]:
     """An xyxy box centred on pixel (cx, cy)."""
     return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def presence_checkpoint(folder: Path, bias: float) -> Path:
+    """A truck-presence checkpoint whose classifier answers sigmoid(``bias``) for every cell."""
+    import torch
+
+    from truckcount.detector.presence import PresenceConfig, PresenceNet
+    from truckcount.detector.weights import save_checkpoint
+    from truckcount.types import CLASSES
+
+    torch.manual_seed(0)
+    net = PresenceNet(PresenceConfig())
+    with torch.no_grad():
+        net.head[1].weight.zero_()
+        net.head[1].bias.fill_(bias)
+    path = folder / f"presence{bias}.pt"
+    state = {"kind": "presence", "model": net.state_dict(), "classes": [c.value for c in CLASSES]}
+    save_checkpoint({**state, "model_config": net.cfg.to_dict()}, path)
+    return path

@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import box_at, make_detections, make_frame
+from tests.helpers import box_at, make_detections, make_frame, presence_checkpoint
 from truckcount.config import CascadeConfig, LineConfig
 from truckcount.detector.cascade import Cascade, watched_region
 from truckcount.detector.presence import (
     PresenceClassifier,
-    PresenceConfig,
-    PresenceNet,
     cell_targets,
     cells_touching,
 )
-from truckcount.detector.weights import save_checkpoint
 from truckcount.types import CLASSES, Frame, VehicleClass
 
 LINE = LineConfig(id="y60", a=(0.0, 0.6), b=(1.0, 0.6))
@@ -113,18 +110,6 @@ def test_presence_cells_follow_the_box_bottom_centre() -> None:
     assert not cells_touching((0.0, 0.4, 1.0, 0.8), 4).reshape(4, 4)[0].any()
 
 
-def _presence_file(tmp_path: Path, bias: float) -> Path:
-    torch.manual_seed(0)
-    net = PresenceNet(PresenceConfig())
-    with torch.no_grad():
-        net.head[1].weight.zero_()
-        net.head[1].bias.fill_(bias)  # a classifier that always answers sigmoid(bias)
-    path = tmp_path / f"presence{bias}.pt"
-    state = {"kind": "presence", "model": net.state_dict(), "classes": [c.value for c in CLASSES]}
-    save_checkpoint({**state, "model_config": net.cfg.to_dict()}, path)
-    return path
-
-
 @pytest.mark.parametrize(
     ("bias", "classes", "expected"),
     [
@@ -136,7 +121,7 @@ def _presence_file(tmp_path: Path, bias: float) -> Path:
 def test_presence_skips_moving_frames_only_when_only_trucks_are_counted(
     tmp_path: Path, bias: float, classes: tuple[VehicleClass, ...], expected: list[bool]
 ) -> None:
-    presence = PresenceClassifier(_presence_file(tmp_path, bias), torch.device("cpu"))
+    presence = PresenceClassifier(presence_checkpoint(tmp_path, bias), torch.device("cpu"))
     gate = Cascade(CascadeConfig(enabled=True, audit_every=1000), REGION, classes, 0.3, presence)
     frames = [frame_with_blob(0.0, 200), frame_with_blob(0.2, 230)]
     gate._reference = gate._region_grey(frame_with_blob(-0.2, 170))  # motion on both frames

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from truckcount.cli import app
 from truckcount.config import load_config
 from truckcount.storage import count_crossings, daily_counts, list_runs, open_database
+from truckcount.storage.query import bucket_counts
 from truckcount.types import VehicleClass
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,8 @@ def test_demo_counts_trucks_and_a_rerun_changes_nothing(config: Path) -> None:
     assert trucks > 0
     assert {d.day for d in days} == {"2021-11-15"}, "the clip's local day in Asia/Jakarta"
     assert sum(d.count for d in days) == trucks
+    shares = [b.truck_share for b in bucket_counts(engine, "km39", width="daily")]
+    assert shares and shares[0] is not None and 0 < shares[0] <= 1, "share of frames with a truck"
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
@@ -49,6 +52,8 @@ def test_demo_counts_trucks_and_a_rerun_changes_nothing(config: Path) -> None:
     runs = list_runs(engine, "km39")
     assert {r.run_id for r in runs} == {runs[0].run_id}, "same file, same model: the same run"
     assert len(runs) == 2, "attempted twice; the second attempt replaced the first"
+    again = [b.truck_share for b in bucket_counts(engine, "km39", width="daily")]
+    assert again == shares, "the rerun replaced the presence tallies, not added to them"
 
     printed = runner.invoke(app, ["counts", "--camera", "km39", "--config", str(config)])
     assert printed.exit_code == 0 and "2021-11-15" in printed.stdout

@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "detector" / "weights" / "truckcount.pt"
+DEFAULT_PRESENCE = DEFAULT_WEIGHTS.with_name("presence.pt")
 
 
 class CounterConfig(StrictModel):
@@ -163,6 +164,23 @@ class CascadeConfig(StrictModel):
     )
 
 
+class PresenceFeatureConfig(StrictModel):
+    """The truck-presence feature: per bucket, the share of analysed frames with a truck."""
+
+    weights: Path | None = Field(
+        DEFAULT_PRESENCE,
+        description="truck-presence classifier checkpoint (default: the shipped one); null "
+        "turns the feature off",
+    )
+    threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a frame holds a truck when the classifier's probability for any grid cell "
+        "reaches this",
+    )
+
+
 class StorageConfig(StrictModel):
     """Where crossings are written."""
 
@@ -225,6 +243,7 @@ class AppConfig(StrictModel):
     tracker: TrackerConfig = Field(default_factory=lambda: TrackerConfig())
     counter: CounterConfig = Field(default_factory=lambda: CounterConfig())
     cascade: CascadeConfig = Field(default_factory=lambda: CascadeConfig())
+    presence: PresenceFeatureConfig = Field(default_factory=lambda: PresenceFeatureConfig())
     cameras: tuple[CameraConfig, ...] = Field(default=(), description="configured cameras")
     service: ServiceConfig = Field(
         default_factory=lambda: ServiceConfig(), description="the long-running service"
@@ -285,10 +304,12 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         spool = storage.get("spool_dir")
         if isinstance(spool, str) and not Path(spool).is_absolute():
             storage["spool_dir"] = str((base / spool).resolve())
-    detector = raw.get("detector")
-    if isinstance(detector, dict) and isinstance(detector.get("weights"), str):
-        w = Path(detector["weights"])
-        detector["weights"] = str(w if w.is_absolute() else (base / w).resolve())
+    weights = (("detector", "weights"), ("cascade", "presence_weights"), ("presence", "weights"))
+    for section, key in weights:
+        part = raw.get(section)
+        if isinstance(part, dict) and isinstance(part.get(key), str):
+            w = Path(part[key])
+            part[key] = str(w if w.is_absolute() else (base / w).resolve())
     for cam in raw.get("cameras") or []:
         src = cam.get("source") if isinstance(cam, dict) else None
         if isinstance(src, str) and "://" not in src and not Path(src).is_absolute():

@@ -33,7 +33,7 @@ from truckcount.ingest.errors import mask_url
 from truckcount.ingest.live import is_live
 from truckcount.ingest.queues import FrameQueue, Item, Outage, SourceEnded
 from truckcount.ingest.reader import CameraReader, FileReader
-from truckcount.pipeline import CameraStages, build_stages, run_id_for
+from truckcount.pipeline import CameraStages, build_stages, detect, run_id_for
 from truckcount.storage.database import StorageError
 from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Detections, Frame, RunInfo
@@ -184,7 +184,8 @@ class LiveSession:
 
     def _process(self, items: list[Item]) -> None:
         frames = [i for i in items if isinstance(i, Frame)]
-        found = iter(self.detector.predict(frames) if frames else [])
+        stages_of = lambda cam_id: self.cams[cam_id].stages  # noqa: E731
+        found = iter(detect(self.detector, frames, stages_of) if frames else [])
         for item in items:
             cam = self.cams[item.camera_id]
             if isinstance(item, Frame):
@@ -195,7 +196,7 @@ class LiveSession:
                 self._close(cam, None, failed=False)
                 cam.ended = True
 
-    def _on_frame(self, cam: _Camera, frame: Frame, dets: Detections) -> None:
+    def _on_frame(self, cam: _Camera, frame: Frame, dets: Detections | None) -> None:
         seg = cam.segment
         if seg is not None and frame.ts - seg.first >= timedelta(
             seconds=cam.camera.segment_seconds
@@ -206,8 +207,9 @@ class LiveSession:
             seg = cam.segment = self._begin(cam, frame.ts)
         if cam.origin is None:
             cam.origin = frame.ts
-        tracked = cam.stages.tracker.update(dets, (frame.ts - cam.origin).total_seconds())
-        self._store(cam, cam.stages.counter.update(frame, tracked))
+        if dets is not None:  # None: the cascade cleared it; tracks just see a longer gap
+            tracked = cam.stages.tracker.update(dets, (frame.ts - cam.origin).total_seconds())
+            self._store(cam, cam.stages.counter.update(frame, tracked))
         seg.frames += 1
         seg.last = frame.ts
 
@@ -253,8 +255,10 @@ class LiveSession:
         cover_end = end or seg.last + timedelta(seconds=1 / cam.camera.analysis_fps)
         dropped = cam.queue.dropped - seg.dropped_before
         run_id = seg.run.run_id
+        slots = cam.stages.presence.drain() if cam.stages.presence is not None else []
         if not failed:
             self.writer.add_coverage(run_id, seg.first, cover_end, seg.frames, dropped, gap_reason)
+            self.writer.add_presence(run_id, slots)
         status = "failed" if failed else "complete"
         span = {"media_start": seg.first, "media_end": seg.last}
         self.writer.finish_run(run_id, status=status, frames_analysed=seg.frames, **span)

@@ -6,6 +6,7 @@ recorded files differ only in the frame source and its clock.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -13,7 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from truckcount.aggregator.lines import LineCounter
+from truckcount.aggregator.presence import PresenceTally
 from truckcount.aggregator.tracker import Tracker
 from truckcount.config import AppConfig, CameraConfig
 from truckcount.detector.cascade import Cascade, watched_region
@@ -37,6 +42,11 @@ class CameraStages:
     tracker: Tracker
     counter: LineCounter
     gate: Cascade | None = None
+    presence: PresenceTally | None = None
+
+
+StagesOf = Callable[[str], CameraStages]
+"""A camera id's stages (a batch may hold frames of several cameras)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,7 @@ def process_frames(
     last: datetime | None = None
     for batch in _batched(frames, detector.cfg.batch_size):
         first = first or batch[0].ts
-        for frame, dets in zip(batch, detect(detector, batch, stages.gate), strict=True):
+        for frame, dets in zip(batch, detect(detector, batch, lambda _: stages), strict=True):
             if dets is None:
                 continue  # cleared by the cascade: tracks just see a longer gap
             tracked = stages.tracker.update(dets, _media_seconds(frame, first))
@@ -91,20 +101,56 @@ def process_frames(
 
 
 def detect(
-    detector: Detector, frames: Sequence[Frame], gate: Cascade | None = None
+    detector: Detector, frames: Sequence[Frame], stages_of: StagesOf
 ) -> list[Detections | None]:
-    """Detections for each frame, in one detector batch; None where the cascade skipped it."""
-    if gate is None:
-        return list(detector.predict(frames))
-    keep = gate.select(frames)
+    """Detections for each frame, in one detector batch; None where the camera's cascade skipped
+    it. The truck-presence classifier (feature and cascade share it) sees every frame once."""
+    probs = _presence_probs(frames, stages_of)
+    keep: list[bool] = [True] * len(frames)
+    for cam_id, idx in _by_camera(frames).items():
+        stages = stages_of(cam_id)
+        cam_frames = [frames[i] for i in idx]
+        cam_probs = None if probs is None else probs[idx]
+        if stages.presence is not None and cam_probs is not None:
+            stages.presence.observe(cam_frames, cam_probs)
+        if stages.gate is not None:
+            shared = (
+                stages.presence is not None and stages.gate.presence is stages.presence.classifier
+            )
+            chosen = stages.gate.select(cam_frames, cam_probs if shared else None)
+            for i, k in zip(idx, chosen, strict=True):
+                keep[i] = k
     found = iter(detector.predict([f for f, k in zip(frames, keep, strict=True) if k]))
     out: list[Detections | None] = []
     for frame, k in zip(frames, keep, strict=True):
         dets = next(found) if k else None
-        if dets is not None:
+        gate = stages_of(frame.camera_id).gate
+        if dets is not None and gate is not None:
             gate.check(frame, dets)
         out.append(dets)
     return out
+
+
+def _by_camera(frames: Sequence[Frame]) -> dict[str, list[int]]:
+    groups: dict[str, list[int]] = {}
+    for i, frame in enumerate(frames):
+        groups.setdefault(frame.camera_id, []).append(i)
+    return groups
+
+
+def _presence_probs(frames: Sequence[Frame], stages_of: StagesOf) -> npt.NDArray[np.float32] | None:
+    """Truck-presence probabilities of all frames, when any of their cameras tallies them."""
+    tallies = [stages_of(f.camera_id).presence for f in frames]
+    used = next((t for t in tallies if t is not None), None)
+    if used is None:
+        return None
+    return used.classifier.probabilities([f.image for f in frames])
+
+
+@functools.lru_cache(maxsize=4)
+def load_presence(path: Path, device: str) -> PresenceClassifier:
+    """The truck-presence classifier, loaded once per process and shared by all cameras."""
+    return PresenceClassifier(path, pick_device(device))
 
 
 def build_gate(cfg: AppConfig, camera: CameraConfig) -> Cascade | None:
@@ -112,10 +158,19 @@ def build_gate(cfg: AppConfig, camera: CameraConfig) -> Cascade | None:
     if not cfg.cascade.enabled:
         return None
     weights = cfg.cascade.presence_weights
-    presence = PresenceClassifier(weights, pick_device(cfg.detector.device)) if weights else None
+    presence = load_presence(weights, cfg.detector.device) if weights else None
     region = watched_region(camera.lines, cfg.cascade.region_margin)
     score = min(cfg.tracker.high_threshold, cfg.tracker.new_track_threshold)
     return Cascade(cfg.cascade, region, cfg.counter.classes, score, presence)
+
+
+def build_presence(cfg: AppConfig, camera: CameraConfig) -> PresenceTally | None:
+    """The camera's truck-presence tally when ``presence.weights`` is set, else None."""
+    weights = cfg.presence.weights
+    if weights is None:
+        return None
+    classifier = load_presence(weights, cfg.detector.device)
+    return PresenceTally(camera.id, classifier, cfg.presence.threshold)
 
 
 def run_id_for(camera_id: str, source: str, start: datetime, model_version: str) -> str:
@@ -137,6 +192,7 @@ def build_stages(cfg: AppConfig, camera: CameraConfig, run: RunInfo) -> CameraSt
             track_timeout_s=cfg.tracker.lost_seconds,
         ),
         gate=build_gate(cfg, camera),
+        presence=build_presence(cfg, camera),
     )
 
 
@@ -193,10 +249,9 @@ def _record_run(
     frames, detector = work
     writer.begin_run(run, camera.timezone)
     log.info("run %s: camera %s, model %s", run.run_id, camera.id, run.model_version)
+    stages = build_stages(cfg, camera, run)
     try:
-        stats = process_frames(
-            frames, detector, build_stages(cfg, camera, run), writer.add_crossings
-        )
+        stats = process_frames(frames, detector, stages, writer.add_crossings)
     except BaseException:
         writer.finish_run(
             run.run_id, status="failed", frames_analysed=0, media_start=None, media_end=None
@@ -205,6 +260,8 @@ def _record_run(
     if stats.first_ts is not None and stats.last_ts is not None:
         frame_s = timedelta(seconds=1 / camera.analysis_fps)
         writer.add_coverage(run.run_id, stats.first_ts, stats.last_ts + frame_s, stats.frames)
+    if stages.presence is not None:
+        writer.add_presence(run.run_id, stages.presence.drain())
     writer.finish_run(
         run.run_id,
         status="complete",
