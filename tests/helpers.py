@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import Engine
 
 from truckcount.types import Detections, Frame, VehicleClass
 
@@ -70,3 +71,22 @@ def presence_checkpoint(folder: Path, bias: float) -> Path:
     state = {"kind": "presence", "model": net.state_dict(), "classes": [c.value for c in CLASSES]}
     save_checkpoint({**state, "model_config": net.cfg.to_dict()}, path)
     return path
+
+
+class Outage:
+    """A SQLite URL that cannot be opened (its folder is a file) until ``end()`` is called."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.folder = tmp_path / "db"
+        self.folder.write_text("not a folder")
+        self.url = f"sqlite:///{self.folder / 'counts.db'}"
+        self.spool = tmp_path / "spool"
+
+    def end(self) -> None:
+        self.folder.unlink()
+        self.folder.mkdir()
+
+    def engine(self) -> Engine:
+        from truckcount.storage import open_database
+
+        return open_database(self.url, create=False)

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
+from tests.helpers import Outage
 from truckcount.cli import app
 from truckcount.storage import (
     StorageError,
     bucket_counts,
     count_crossings,
     list_runs,
-    open_database,
 )
 from truckcount.storage.models import CoverageRow, CrossingRow
 from truckcount.storage.spool import read_records, replay_folder
@@ -32,23 +32,6 @@ from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
 CAM = "km39"
 T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 DAY = date(2024, 5, 1)
-
-
-class Outage:
-    """A SQLite URL that cannot be opened until ``end()`` is called."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.folder = tmp_path / "db"
-        self.folder.write_text("not a folder")
-        self.url = f"sqlite:///{self.folder / 'counts.db'}"
-        self.spool = tmp_path / "spool"
-
-    def end(self) -> None:
-        self.folder.unlink()
-        self.folder.mkdir()
-
-    def engine(self) -> Engine:
-        return open_database(self.url, create=False)
 
 
 def run_info(run_id: str = "r1") -> RunInfo:

@@ -21,6 +21,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text
 from typer.testing import CliRunner
 
+from tests.helpers import Outage
 from truckcount.cli import app
 from truckcount.storage import (
     StorageError,
@@ -233,20 +234,6 @@ def test_writer_stores_presence_directly(engine: Engine, tmp_path: Path) -> None
 
 
 # --- writing: spooled while the database is down ------------------------------------------------
-
-
-class Outage:
-    """A SQLite URL that cannot be opened until ``end()`` (as in ``test_spool``)."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.folder = tmp_path / "db"
-        self.folder.write_text("not a folder")
-        self.url = f"sqlite:///{self.folder / 'counts.db'}"
-        self.spool = tmp_path / "spool"
-
-    def end(self) -> None:
-        self.folder.unlink()
-        self.folder.mkdir()
 
 
 def test_presence_spooled_during_an_outage_is_replayed_exactly_once(tmp_path: Path) -> None:
