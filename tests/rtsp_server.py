@@ -46,6 +46,8 @@ def main() -> int:
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
+    # Every client connection gets a thread of its own (the default pool has one thread for all).
+    server.get_thread_pool().set_max_threads(16)
     mounts = server.get_mount_points()
     for i in range(args.mounts):
         factory = GstRtspServer.RTSPMediaFactory()
