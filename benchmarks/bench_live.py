@@ -3,15 +3,16 @@
 Usage:
     .venv/bin/python benchmarks/bench_live.py resilience [--cycles 10]
     .venv/bin/python benchmarks/bench_live.py throughput [--streams 4] [--seconds 60]
-        [--precision fp32|bf16] [--batch-size 8]
+        [--precision fp32|bf16] [--batch-size 8] [--source-fps 25]
 
 ``resilience``: one camera reader (no detector) on ``rtsp://.../clip`` from ``tests/rtsp_server.py``
 (GStreamer, demo clip looped). Each cycle kills the server (SIGKILL), restarts it 3 s later,
 freezes it (SIGSTOP) for 8 s and resumes it (SIGCONT). Measured: stall detection (SIGSTOP -> the
 outage is recorded), reconnect time (server back -> first frame), crashes (reader gone, or an
-exception). ``throughput``: the demo clip upscaled to 1280x720 H.264, served on N mounts, N
-cameras at 5 fps through one ``LiveSession`` (batched detector, SQLite); frames analysed vs
-offered, frames dropped, and this process's CPU use. Prints one JSON object.
+exception). ``throughput``: the demo clip upscaled to 1280x720 H.264 at the camera's frame rate
+(``--source-fps``, 25 by default), served on N mounts, N cameras analysed at 5 fps through one
+``LiveSession`` (batched detector, SQLite); frames analysed vs offered, frames dropped, and this
+process's CPU use. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -135,24 +136,34 @@ def _summary(values: list[float | None]) -> dict[str, object]:
     }
 
 
-def upscale_clip(out: Path, width: int = 1280, height: int = 720) -> Path:
-    """The demo clip re-encoded at 1280x720 H.264 (libx264), 5 fps, one keyframe a second."""
+def upscale_clip(out: Path, fps: int, width: int = 1280, height: int = 720) -> Path:
+    """The demo clip (5 fps) re-encoded at 1280x720 H.264 (libx264, a keyframe a second) at
+    ``fps`` frames per second, each source frame repeated ``fps / 5`` times, as a camera would
+    send it: the decoder then does the work of a real ``fps`` stream."""
+    repeat = max(fps // 5, 1)
     with av.open(str(DEMO_CLIP)) as src, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=Fraction(5))
+        stream = dst.add_stream("libx264", rate=Fraction(fps))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "g": "5", "bf": "0"}
+        stream.options = {"preset": "veryfast", "g": str(fps), "bf": "0"}
+        n = 0
         for frame in src.decode(video=0):
             big = frame.reformat(width=width, height=height, format="yuv420p")
-            big.pts = None
-            dst.mux(stream.encode(big))
+            big.time_base = Fraction(1, fps)
+            for _ in range(repeat):
+                big.pts, n = n, n + 1
+                dst.mux(stream.encode(big))
         dst.mux(stream.encode(None))
     return out
 
 
-def throughput(streams: int, seconds: float, precision: str, batch_size: int) -> dict[str, object]:
-    """N live 720p cameras at 5 fps through one batched detector; see the module docstring."""
+def throughput(
+    streams: int, seconds: float, precision: str, batch_size: int, source_fps: int
+) -> dict[str, object]:
+    """N live 720p cameras analysed at 5 fps through one batched detector; see the module
+    docstring."""
     work = Path(tempfile.mkdtemp(prefix="bench_live_"))
-    server = RtspServer(upscale_clip(work / "km39-720p.mp4"), loops=20, mounts=streams).start()
+    clip = upscale_clip(work / "km39-720p.mp4", source_fps)
+    server = RtspServer(clip, loops=20, mounts=streams).start()
     cams = tuple(
         CameraConfig(id=f"cam{i}", source=server.url(i), analysis_fps=5.0, queue_frames=16)
         for i in range(streams)
@@ -177,6 +188,7 @@ def throughput(streams: int, seconds: float, precision: str, batch_size: int) ->
     return {
         "streams": streams,
         "size": "1280x720",
+        "source_fps": source_fps,
         "analysis_fps_each": 5.0,
         "seconds": round(wall, 1),
         "detector": {"precision": precision, "batch_size": batch_size, "device": "cpu"},
@@ -209,12 +221,15 @@ def main() -> None:
     thr.add_argument("--seconds", type=float, default=60)
     thr.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     thr.add_argument("--batch-size", type=int, default=8)
+    thr.add_argument("--source-fps", type=int, default=25, help="frame rate the camera sends")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.what == "resilience":
         result = resilience(args.cycles)
     else:
-        result = throughput(args.streams, args.seconds, args.precision, args.batch_size)
+        result = throughput(
+            args.streams, args.seconds, args.precision, args.batch_size, args.source_fps
+        )
     print(json.dumps(result, indent=2))
 
 
