@@ -29,8 +29,8 @@ class AugmentConfig:
     """Probabilities and ranges of each augmentation."""
 
     crop_p: float = 0.6
-    crop_scale: tuple[float, float] = (0.35, 1.0)
-    shrink_p: float = 0.2
+    crop_scale: tuple[float, float] = (0.55, 1.0)
+    shrink_p: float = 0.0  # zooming out raised false trucks on other footage (model card)
     shrink_scale: tuple[float, float] = (0.45, 0.9)
     flip_p: float = 0.5
     colour_p: float = 0.8
