@@ -11,10 +11,12 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -55,13 +57,43 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def looped_clip(clip: Path, loops: int) -> Path:
+    """``clip`` ``loops`` times back to back in one MP4 (packets copied, timestamps shifted),
+    made once per clip and count in the temporary folder."""
+    out = Path(tempfile.gettempdir()) / f"truckcount-{clip.stem}-{clip.stat().st_size}-x{loops}.mp4"
+    if out.exists():
+        return out
+    part = out.with_suffix(f".{os.getpid()}.part.mp4")
+    with av.open(str(clip)) as probe:
+        video = probe.streams.video[0]
+        packets = [p for p in probe.demux(video) if p.pts is not None]
+        span = max(p.pts + (p.duration or 0) for p in packets)
+    with av.open(str(part), "w") as dst:
+        for i in range(loops):
+            with av.open(str(clip)) as src:
+                video = src.streams.video[0]
+                if i == 0:
+                    stream = dst.add_stream_from_template(video)
+                for p in src.demux(video):
+                    if p.dts is None:
+                        continue  # the demuxer's end-of-stream marker
+                    p.stream = stream
+                    p.pts, p.dts = p.pts + i * span, p.dts + i * span
+                    dst.mux(p)
+    part.replace(out)
+    return out
+
+
 class RtspServer:
     """``rtsp://127.0.0.1:PORT/clip`` serving a clip in real time; see the module docstring."""
 
     def __init__(self, clip: Path = DEMO_CLIP, loops: int = 1, mounts: int = 1) -> None:
         self.port = free_port()
-        self.args = [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--clip", str(clip)]
-        self.args += ["--loops", str(loops), "--mounts", str(mounts)]
+        # One file holding the clip ``loops`` times: the server's own looping (many demuxers
+        # behind one concat) sometimes sent no media to a new client for seconds.
+        served = looped_clip(clip, loops) if loops > 1 else clip
+        self.args = [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port), "--clip", str(served)]
+        self.args += ["--mounts", str(mounts)]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def url(self, mount: int = 0, user: str = "viewer:s3cret@") -> str:

@@ -7,8 +7,10 @@ Run with the system Python, which has PyGObject (``gi``):
 It serves ``rtsp://127.0.0.1:PORT/clip`` (and ``/clip1`` .. ``/clipN-1`` with ``--mounts N``),
 paced in real time, without re-encoding: the clip is demuxed and its H.264 packets are
 payloaded as they are. ``--loops`` plays it that many times back to back (GStreamer's ``concat``
-keeps the timestamps running), after which the stream ends. Every client gets its own pipeline,
-starting at the clip's first frame. Prints ``READY`` on stdout once it listens.
+keeps the timestamps running), after which the stream ends; with many loops a new client
+sometimes got no media for seconds, so the tests serve a file that already holds the loops
+(``live_servers.looped_clip``) with ``--loops 1``. Every client gets its own pipeline, starting
+at the clip's first frame. Prints ``READY`` on stdout once it listens.
 """
 
 from __future__ import annotations
