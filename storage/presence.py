@@ -29,15 +29,6 @@ from truckcount.types import Bucket, PresenceSlot
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class PresenceTally:
-    """Stored presence of one slot of a visible run, as read back (``start`` is aware UTC)."""
-
-    start: datetime
-    frames: int
-    truck_frames: int
-
-
 def check_slots(slots: Sequence[PresenceSlot], run_id: str, camera_id: str) -> None:
     """Reject slots that do not belong to ``run_id`` of ``camera_id``, or one slot given twice.
 
@@ -117,9 +108,9 @@ def add_presence(
     return len(fresh)
 
 
-def presence_tallies(
+def stored_slots(
     conn: Connection, camera_id: str, runs: Select[Any], lo: datetime, hi: datetime
-) -> list[PresenceTally]:
+) -> list[PresenceSlot]:
     """Presence slots of the camera's attempts in ``runs`` (a ``visible_runs`` subquery) that
     start in ``[lo, hi)``, oldest first."""
     stmt = (
@@ -132,19 +123,20 @@ def presence_tallies(
         )
         .order_by(PresenceRow.start)
     )
-    return [PresenceTally(row.start, row.frames, row.truck_frames) for row in conn.execute(stmt)]
+    rows = conn.execute(stmt)
+    return [PresenceSlot(camera_id, r.start, r.frames, r.truck_frames) for r in rows]
 
 
-def with_truck_share(buckets: Sequence[Bucket], tallies: Sequence[PresenceTally]) -> list[Bucket]:
-    """``buckets`` with ``truck_share`` set from the tallies that start inside each bucket.
+def with_truck_share(buckets: Sequence[Bucket], slots: Sequence[PresenceSlot]) -> list[Bucket]:
+    """``buckets`` with ``truck_share`` set from the slots that start inside each bucket.
 
     The share is per camera: every series of a camera gets the same value for the same bucket.
-    Buckets without a tally keep ``truck_share`` None.
+    Buckets without a slot keep ``truck_share`` None.
     """
     ends = {b.start: b.end for b in buckets}
     starts = sorted(ends)
     sums: dict[datetime, tuple[int, int]] = {}
-    for t in tallies:
+    for t in slots:
         i = bisect_right(starts, t.start) - 1
         if i < 0 or t.start >= ends[starts[i]]:
             continue  # outside every bucket

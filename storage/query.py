@@ -21,7 +21,7 @@ from sqlalchemy.orm import aliased
 from truckcount.aggregator.buckets import SeriesKey, Span, local_midnight, rollup
 from truckcount.storage.database import StorageError
 from truckcount.storage.models import CoverageRow, CrossingRow, RunRow, RunStatus
-from truckcount.storage.presence import presence_tallies, with_truck_share
+from truckcount.storage.presence import stored_slots, with_truck_share
 from truckcount.storage.repository import (
     _camera_timezone,
     _require_aware,
@@ -222,9 +222,9 @@ def bucket_counts(
         )
         in_range = in_range.where(CrossingRow.ts >= lo, CrossingRow.ts < hi)
         crossings = [_crossing(row) for row in conn.execute(in_range)]
-        tallies = presence_tallies(conn, camera_id, runs, lo, hi)
+        slots = stored_slots(conn, camera_id, runs, lo, hi)
     buckets = rollup(crossings, spans, width=size, zone=zone, days=days, series=series)
-    return with_truck_share(buckets, tallies)
+    return with_truck_share(buckets, slots)
 
 
 def bucket_frame(engine: Engine, camera_id: str, **options: Any) -> pd.DataFrame:

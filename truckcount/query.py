@@ -94,21 +94,11 @@ def render(buckets: list[Bucket], req: CountsRequest, zone: str, fmt: OutputForm
         return json.dumps([_record(b, zone) for b in buckets], indent=1)
     if fmt is OutputFormat.CSV:
         out = io.StringIO()
-        fields = [
-            "start",
-            "end",
-            "line_id",
-            "direction_name",
-            "class_name",
-            "count",
-            "covered_s",
-            "truck_share",
-        ]
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=RECORD_FIELDS, lineterminator="\n")
         writer.writeheader()
         for b in buckets:
             row = _record(b, zone)
-            writer.writerow({k: "" if row[k] is None else row[k] for k in fields})
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
         return out.getvalue().rstrip("\n")
     return _table(buckets, req, zone)
 
@@ -151,6 +141,19 @@ def write_parquet(buckets: list[Bucket], zone: str, path: Path) -> None:
         pq.write_table(pa.table(columns, schema=schema), path)
     except OSError as exc:
         raise ValueError(f"cannot write {path}: {exc}") from None
+
+
+RECORD_FIELDS = (
+    "start",
+    "end",
+    "line_id",
+    "direction_name",
+    "class_name",
+    "count",
+    "covered_s",
+    "truck_share",
+)
+"""The fields of one bucket in JSON and CSV, in order (``_record``)."""
 
 
 def _record(b: Bucket, zone: str) -> dict[str, object]:
