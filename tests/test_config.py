@@ -54,6 +54,10 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
             {"cameras": [_cam(lines=[{"directions": {"in": "x", "out": "x"}}])]},
             "camera 'cam1' line 'line': both directions are named 'x'",
         ),
+        (
+            {"cascade": {"use_presence": True}, "presence": {"weights": None}},
+            r"cascade.use_presence needs presence.weights",
+        ),
     ],
 )
 def test_invalid_configs_are_rejected(raw: dict[str, object], message: str) -> None:

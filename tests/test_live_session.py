@@ -18,7 +18,6 @@ import pytest
 from sqlalchemy import func, select
 
 from truckcount.config import (
-    DEFAULT_PRESENCE,
     AppConfig,
     CameraConfig,
     CascadeConfig,
@@ -103,7 +102,7 @@ def test_the_cascade_gates_live_cameras_with_the_offline_counts(tmp_path: Path) 
     cfg = demo.model_copy(
         update={
             "storage": StorageConfig(url=f"sqlite:///{tmp_path}/live.db"),
-            "cascade": CascadeConfig(enabled=True, presence_weights=DEFAULT_PRESENCE),
+            "cascade": CascadeConfig(enabled=True, use_presence=True),
             "cameras": (cam,),
         }
     )

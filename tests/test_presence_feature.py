@@ -73,7 +73,7 @@ def _stages(
     cfg = AppConfig(
         cameras=cams,
         presence=PresenceFeatureConfig(weights=weights),
-        cascade=CascadeConfig(enabled=cascade, presence_weights=weights, audit_every=1000),
+        cascade=CascadeConfig(enabled=cascade, use_presence=True, audit_every=1000),
         counter={"classes": ["truck"]},
     )
     run = RunInfo("r", "a", "", "m", "", datetime.now(UTC))

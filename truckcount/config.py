@@ -147,10 +147,10 @@ class CascadeConfig(StrictModel):
         description="share of the region's pixels that must change since the last analysed "
         "frame for the frame to be analysed",
     )
-    presence_weights: Path | None = Field(
-        None,
-        description="truck-presence classifier checkpoint; with it, and a counter that records "
-        "trucks only, frames without a truck in the region are skipped too",
+    use_presence: bool = Field(
+        False,
+        description="also skip frames where the truck-presence classifier (`presence.weights`) "
+        "sees no truck in the region; only with a counter that records trucks only",
     )
     presence_threshold: float = Field(
         0.05, ge=0, le=1, description="lowest truck probability in a region cell that keeps a frame"
@@ -288,7 +288,13 @@ def verify_direction_names(cfg: AppConfig) -> None:
                 )
 
 
-VERIFIERS = (verify_unique_ids, verify_direction_names)
+def verify_cascade_presence(cfg: AppConfig) -> None:
+    """The cascade's presence check needs the presence classifier."""
+    if cfg.cascade.use_presence and cfg.presence.weights is None:
+        raise ConfigError("cascade.use_presence needs presence.weights (the classifier)")
+
+
+VERIFIERS = (verify_unique_ids, verify_direction_names, verify_cascade_presence)
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -304,8 +310,7 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         spool = storage.get("spool_dir")
         if isinstance(spool, str) and not Path(spool).is_absolute():
             storage["spool_dir"] = str((base / spool).resolve())
-    weights = (("detector", "weights"), ("cascade", "presence_weights"), ("presence", "weights"))
-    for section, key in weights:
+    for section, key in (("detector", "weights"), ("presence", "weights")):
         part = raw.get(section)
         if isinstance(part, dict) and isinstance(part.get(key), str):
             w = Path(part[key])

@@ -114,10 +114,8 @@ def detect(
         if stages.presence is not None and cam_probs is not None:
             stages.presence.observe(cam_frames, cam_probs)
         if stages.gate is not None:
-            shared = (
-                stages.presence is not None and stages.gate.presence is stages.presence.classifier
-            )
-            chosen = stages.gate.select(cam_frames, cam_probs if shared else None)
+            # the cascade's classifier is the feature's (``presence.weights``): reuse its answer
+            chosen = stages.gate.select(cam_frames, cam_probs)
             for i, k in zip(idx, chosen, strict=True):
                 keep[i] = k
     found = iter(detector.predict([f for f, k in zip(frames, keep, strict=True) if k]))
@@ -157,7 +155,7 @@ def build_gate(cfg: AppConfig, camera: CameraConfig) -> Cascade | None:
     """The camera's cascade when ``cascade.enabled``, else None."""
     if not cfg.cascade.enabled:
         return None
-    weights = cfg.cascade.presence_weights
+    weights = cfg.presence.weights if cfg.cascade.use_presence else None
     presence = load_presence(weights, cfg.detector.device) if weights else None
     region = watched_region(camera.lines, cfg.cascade.region_margin)
     score = min(cfg.tracker.high_threshold, cfg.tracker.new_track_threshold)
