@@ -54,6 +54,22 @@ def _rate(images: np.ndarray, batch: int, size: int, forward: Callable, repeat: 
     return round(len(images) / best, 1)
 
 
+def _session(path: str, threads: int, spin: str) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def _forward(sess: ort.InferenceSession) -> Callable:
+    name = sess.get_inputs()[0].name
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
+
+    return forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("images", type=Path)
@@ -72,16 +88,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
         onnx_path = YOLO("yolov8n.yaml").export(format="onnx", imgsz=args.imgsz, dynamic=True)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
-        sess = ort.InferenceSession(onnx_path, opts, providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
-
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            return torch.from_numpy(sess.run(None, {name: x.numpy()})[0])
-
-        for b in (1, 8):
-            out[f"yolo_ort_b{b}"] = _rate(images, b, args.imgsz, forward, args.repeat)
+        for spin, tag in (("1", "ort"), ("0", "ort_nospin")):  # stock, and as ours runs
+            sess = _session(onnx_path, args.threads, spin)
+            for b in (1, 8):
+                out[f"yolo_{tag}_b{b}"] = _rate(images, b, args.imgsz, _forward(sess), args.repeat)
     out["onnxruntime"] = ort.__version__
     print(json.dumps(out))
 

@@ -22,6 +22,8 @@ from truckcount.detector.loss import build_targets
 Image = npt.NDArray[np.uint8]
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
 STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+_MEAN_T = torch.from_numpy(MEAN).view(1, 3, 1, 1)
+_STD_T = torch.from_numpy(STD).view(1, 3, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -37,13 +39,22 @@ class AugmentConfig:
     blur_p: float = 0.2
     dark_p: float = 0.25
     min_visible: float = 0.4
+    mosaic_p: float = 0.0  # four frames' quarters side by side, vehicles at their own scale
 
 
 def to_tensor(images: Sequence[Image]) -> torch.Tensor:
     """Stack BGR uint8 images (same size) into a normalised RGB float tensor (B, 3, H, W)."""
-    batch = np.stack(images)[..., ::-1].astype(np.float32)
-    batch = (batch - MEAN) / STD
-    return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
+    rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).flip(1)
+    out = torch.empty(rgb.shape, dtype=torch.float32)  # contiguous NCHW
+    out.copy_(rgb)  # one pass converts, reorders channels and transposes; in place after that
+    return out.sub_(_MEAN_T).div_(_STD_T)
+
+
+def _mostly_visible(boxes: np.ndarray, clipped: np.ndarray, min_visible: float) -> np.ndarray:
+    """Which boxes keep at least ``min_visible`` of their area after clipping."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area_c = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    return np.asarray(area_c >= min_visible * np.maximum(area, 1e-9))
 
 
 def random_crop(
@@ -57,9 +68,7 @@ def random_crop(
     crop = img[int(y0 * h) : int((y0 + sh) * h), int(x0 * w) : int((x0 + sw) * w)]
     b = (boxes - [x0, y0, x0, y0]) / [sw, sh, sw, sh]
     clipped = np.clip(b, 0, 1)
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    area_c = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-    keep = area_c >= cfg.min_visible * np.maximum(area, 1e-9)
+    keep = _mostly_visible(b, clipped, cfg.min_visible)
     return crop, clipped[keep].astype(np.float32), classes[keep]
 
 
@@ -77,6 +86,49 @@ def shrink(
     scale = np.array([sw / w, sh / h, sw / w, sh / h], np.float32)
     offset = np.array([x0 / w, y0 / h, x0 / w, y0 / h], np.float32)
     return canvas, boxes * scale + offset
+
+
+def _window(
+    boxes: np.ndarray,
+    src: tuple[float, float],
+    dst: tuple[float, float, float, float],
+    classes: np.ndarray,
+    min_visible: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes of the source window at ``src`` (top-left) moved to the canvas region ``dst``."""
+    x0, y0, x1, y1 = dst
+    b = boxes - [src[0], src[1], src[0], src[1]]
+    clipped = np.clip(b, 0, [x1 - x0, y1 - y0, x1 - x0, y1 - y0])
+    keep = _mostly_visible(b, clipped, min_visible)
+    return clipped[keep] + [x0, y0, x0, y0], classes[keep]
+
+
+def mosaic(
+    parts: Sequence[tuple[Image, np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    min_visible: float,
+) -> tuple[Image, np.ndarray, np.ndarray]:
+    """Tile four frames' windows around a random centre without rescaling them.
+
+    The camera is fixed, so vehicles keep the size they have at that place; what changes is
+    where they appear and what surrounds them, which a model trained on three videos would
+    otherwise memorise. Frames are same-sized; boxes are normalised xyxy.
+    """
+    canvas = np.empty_like(parts[0][0])
+    h, w = canvas.shape[:2]
+    cx, cy = (round(v * n) / n for v, n in zip(rng.uniform(0.3, 0.7, 2), (w, h), strict=True))
+    regions = [(0.0, 0.0, cx, cy), (cx, 0.0, 1.0, cy), (0.0, cy, cx, 1.0), (cx, cy, 1.0, 1.0)]
+    all_boxes, all_classes = [], []
+    for (img, boxes, classes), (x0, y0, x1, y1) in zip(parts, regions, strict=True):
+        pw, ph = round((x1 - x0) * w), round((y1 - y0) * h)
+        sx, sy = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
+        canvas[round(y0 * h) : round(y0 * h) + ph, round(x0 * w) : round(x0 * w) + pw] = img[
+            sy : sy + ph, sx : sx + pw
+        ]
+        b, c = _window(boxes, (sx / w, sy / h), (x0, y0, x1, y1), classes, min_visible)
+        all_boxes.append(b)
+        all_classes.append(c)
+    return canvas, np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_classes)
 
 
 def colour_jitter(img: Image, rng: np.random.Generator) -> Image:
@@ -101,10 +153,15 @@ def darken(img: Image, rng: np.random.Generator) -> Image:
 
 
 def augment(
-    img: Image, boxes: np.ndarray, classes: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+    img: Image,
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    rng: np.random.Generator,
+    cfg: AugmentConfig,
+    geometry: bool = True,
 ) -> tuple[Image, np.ndarray, np.ndarray]:
     """Apply the random augmentation chain (boxes normalised xyxy)."""
-    roll = rng.random()
+    roll = rng.random() if geometry else 1.0
     if roll < cfg.crop_p:
         img, boxes, classes = random_crop(img, boxes, classes, rng, cfg)
     elif roll < cfg.crop_p + cfg.shrink_p:
@@ -148,8 +205,16 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
         s, img = self.samples[i], self.images[i]
         boxes, classes = s.boxes, s.classes
         if self.augment_cfg is not None:
+            cfg = self.augment_cfg
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            img, boxes, classes = augment(img, boxes, classes, rng, self.augment_cfg)
+            tiled = cfg.mosaic_p > 0 and rng.random() < cfg.mosaic_p
+            if tiled:
+                picks = [i, *(int(j) for j in rng.integers(0, len(self), 3))]
+                parts = [
+                    (self.images[j], self.samples[j].boxes, self.samples[j].classes) for j in picks
+                ]
+                img, boxes, classes = mosaic(parts, rng, cfg.min_visible)
+            img, boxes, classes = augment(img, boxes, classes, rng, cfg, geometry=not tiled)
         size = self.input_size
         if img.shape[:2] != (size, size):
             img = np.asarray(

@@ -30,19 +30,24 @@ class ModelConfig:
     input_size: int = 320
     widths: tuple[int, ...] = (24, 48, 96, 160, 256)
     blocks: tuple[int, ...] = (1, 2, 2, 2)
-    neck_channels: int = 64
+    neck_channels: int = 48
+    stem_convs: int = 1  # 3x3 convolutions in the stem (the first has stride 2)
+    shared_head: bool = True  # one 3x3 conv feeds all outputs, instead of one per head
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> ModelConfig:
+        """Read a stored config; keys added later default to the layout of earlier models."""
         return cls(
             num_classes=int(d["num_classes"]),  # type: ignore[call-overload]
             input_size=int(d["input_size"]),  # type: ignore[call-overload]
             widths=tuple(d["widths"]),  # type: ignore[arg-type]
             blocks=tuple(d["blocks"]),  # type: ignore[arg-type]
             neck_channels=int(d["neck_channels"]),  # type: ignore[call-overload]
+            stem_convs=int(d.get("stem_convs", 2)),  # type: ignore[call-overload]
+            shared_head=bool(d.get("shared_head", False)),
         )
 
 
@@ -60,6 +65,19 @@ def _head(in_ch: int, out_ch: int, bias: float = 0.0) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_ch, in_ch, 3, padding=1), nn.ReLU(inplace=True), last)
 
 
+def _stem(cfg: ModelConfig) -> nn.Sequential:
+    w = cfg.widths[0]
+    layers: list[nn.Module] = []
+    for i in range(cfg.stem_convs):
+        stride, in_ch = (2, 3) if i == 0 else (1, w)
+        layers += [
+            nn.Conv2d(in_ch, w, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+        ]
+    return nn.Sequential(*layers)
+
+
 class TruckNet(nn.Module):
     """CenterNet-style detector; ``forward`` returns raw head outputs at stride 4."""
 
@@ -67,22 +85,20 @@ class TruckNet(nn.Module):
         super().__init__()
         self.cfg = cfg or ModelConfig()
         w = self.cfg.widths
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(w[0]),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(w[0], w[0], 3, padding=1, bias=False),
-            nn.BatchNorm2d(w[0]),
-            nn.ReLU(inplace=True),
-        )
+        self.stem = _stem(self.cfg)
         self.stages = nn.ModuleList(
             _stage(w[i], w[i + 1], n) for i, n in enumerate(self.cfg.blocks)
         )
         self.neck = FeaturePyramidNetwork(list(w[1:]), self.cfg.neck_channels)
-        c = self.cfg.neck_channels
-        self.heatmap = _head(c, self.cfg.num_classes, HEATMAP_PRIOR_BIAS)
-        self.size = _head(c, 2)
-        self.offset = _head(c, 2)
+        c, n = self.cfg.neck_channels, self.cfg.num_classes
+        if self.cfg.shared_head:  # outputs: n heatmap channels, then size (2), offset (2)
+            self.head = _head(c, n + 4)
+            with torch.no_grad():
+                self.head[-1].bias[:n] = HEATMAP_PRIOR_BIAS  # type: ignore[index]
+        else:
+            self.heatmap = _head(c, n, HEATMAP_PRIOR_BIAS)
+            self.size = _head(c, 2)
+            self.offset = _head(c, 2)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -98,6 +114,9 @@ class TruckNet(nn.Module):
             h = stage(h)
             feats[str(i)] = h
         p = self.neck(feats)["0"]
+        if self.cfg.shared_head:
+            out, n = self.head(p), self.cfg.num_classes
+            return {"heatmap": out[:, :n], "size": out[:, n : n + 2], "offset": out[:, n + 2 :]}
         return {"heatmap": self.heatmap(p), "size": self.size(p), "offset": self.offset(p)}
 
 
@@ -110,11 +129,13 @@ def decode(
     max_detections: int,
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
     """Turn head outputs into per-image (boxes xyxy in input pixels, scores, class ids)."""
-    heat = out["heatmap"].float().sigmoid()
-    b, n_cls, h, w = heat.shape
-    peaks = heat * (nn.functional.max_pool2d(heat, 3, stride=1, padding=1) == heat)
+    logits = out["heatmap"].float()  # peaks of the logits are those of the sigmoid
+    b, n_cls, h, w = logits.shape
+    is_peak = nn.functional.max_pool2d(logits, 3, stride=1, padding=1) == logits
+    peaks = logits.masked_fill(~is_peak, float("-inf"))
     k = min(max_detections * 2, n_cls * h * w)
-    scores, idx = peaks.reshape(b, -1).topk(k)
+    top, idx = peaks.reshape(b, -1).topk(k)
+    scores = top.sigmoid()  # sigmoid of the k candidates only, not of the whole map
     cls = idx // (h * w)
     cell = idx % (h * w)
     ys, xs = (cell // w).float(), (cell % w).float()

@@ -47,6 +47,7 @@ class TrainArgs:
     input_size: int = 320
     cache_size: int = 480
     night_oversample: int = 3
+    mosaic_p: float = 0.0  # share of training frames tiled from four (augment.mosaic)
     workers: int = 1
     seed: int = 0
     amp: bool = True
@@ -85,7 +86,12 @@ def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list
         train_imgs = ds.cache_images(train, args.cache_size, bar.update)
         val_imgs = ds.cache_images(val, args.input_size, bar.update)
     dataset = DetectionDataset(
-        train, train_imgs, args.input_size, len(CLASSES), AugmentConfig(), seed=args.seed
+        train,
+        train_imgs,
+        args.input_size,
+        len(CLASSES),
+        AugmentConfig(mosaic_p=args.mosaic_p),
+        seed=args.seed,
     )
     return dataset, val, val_imgs
 

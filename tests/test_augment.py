@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from truckcount.detector.augment import AugmentConfig, random_crop, shrink
+from truckcount.detector.augment import AugmentConfig, mosaic, random_crop, shrink
 
 
 def _frame_with_box(box: tuple[float, float, float, float]) -> np.ndarray:
@@ -41,3 +41,26 @@ def test_random_crop_keeps_visible_boxes_on_their_pixels(seed: int) -> None:
     out, moved, classes = random_crop(img, box, np.array([0]), np.random.default_rng(seed), cfg)
     assert len(moved) == len(classes) == 1
     assert _mean_inside(out, moved[0]) > 250
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mosaic_keeps_every_box_on_its_pixels_at_its_own_size(seed: int) -> None:
+    box = np.array([[0.35, 0.4, 0.55, 0.6]], np.float32)
+    img = _frame_with_box(tuple(box[0]))
+    parts = [(img, box, np.array([k])) for k in range(4)]  # class = which frame it came from
+    out, moved, classes = mosaic(parts, np.random.default_rng(seed), min_visible=0.4)
+    assert out.shape == img.shape
+    assert len(moved) == len(classes) >= 1
+    for b in moved:
+        assert _mean_inside(out, b) > 250
+    whole = [b for b in moved if np.allclose(b[2:] - b[:2], box[0, 2:] - box[0, :2], atol=0.02)]
+    assert all(np.isclose(b[2] - b[0], 0.2, atol=0.02) for b in whole)  # never rescaled
+    assert ((moved >= 0) & (moved <= 1)).all()
+
+
+def test_mosaic_drops_boxes_that_are_mostly_outside_their_window() -> None:
+    box = np.array([[0.0, 0.0, 1.0, 1.0]], np.float32)  # the whole frame: no window shows 40 %
+    img = np.full((200, 300, 3), 255, np.uint8)
+    parts = [(img, box, np.array([0]))] * 4
+    _, moved, classes = mosaic(parts, np.random.default_rng(0), min_visible=0.5)
+    assert len(moved) == len(classes) == 0

@@ -23,7 +23,11 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = 28,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
+    weight_decay: Annotated[float, typer.Option(min=0, help="AdamW decay of conv weights")] = 5e-4,
     input_size: Annotated[int, typer.Option(min=64, max=1280)] = 320,
+    mosaic: Annotated[
+        float, typer.Option(min=0, max=1, help="share of frames tiled from four frames")
+    ] = 0.0,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
@@ -46,6 +50,8 @@ def train(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        weight_decay=weight_decay,
+        mosaic_p=mosaic,
         input_size=input_size,
         seed=seed,
         workers=workers,
