@@ -58,10 +58,11 @@ def _stage(in_ch: int, out_ch: int, n_blocks: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _head(in_ch: int, out_ch: int, bias: float = 0.0) -> nn.Sequential:
+def _head(in_ch: int, out_ch: int, bias: float | list[float] = 0.0) -> nn.Sequential:
     last = nn.Conv2d(in_ch, out_ch, 1)
     assert last.bias is not None
-    nn.init.constant_(last.bias, bias)
+    with torch.no_grad():
+        last.bias.copy_(torch.as_tensor(bias, dtype=last.bias.dtype).expand(out_ch))
     return nn.Sequential(nn.Conv2d(in_ch, in_ch, 3, padding=1), nn.ReLU(inplace=True), last)
 
 
@@ -92,9 +93,7 @@ class TruckNet(nn.Module):
         self.neck = FeaturePyramidNetwork(list(w[1:]), self.cfg.neck_channels)
         c, n = self.cfg.neck_channels, self.cfg.num_classes
         if self.cfg.shared_head:  # outputs: n heatmap channels, then size (2), offset (2)
-            self.head = _head(c, n + 4)
-            with torch.no_grad():
-                self.head[-1].bias[:n] = HEATMAP_PRIOR_BIAS  # type: ignore[index]
+            self.head = _head(c, n + 4, [HEATMAP_PRIOR_BIAS] * n + [0.0] * 4)
         else:
             self.heatmap = _head(c, n, HEATMAP_PRIOR_BIAS)
             self.size = _head(c, 2)
