@@ -26,6 +26,7 @@ from truckcount.detector.infer import Detector
 from truckcount.detector.presence import PresenceClassifier
 from truckcount.detector.weights import pick_device
 from truckcount.ingest import is_url, open_source, probe_video
+from truckcount.ingest.readahead import read_ahead
 from truckcount.ingest.timestamps import recording_start
 from truckcount.storage.writer import StorageWriter
 from truckcount.types import Crossing, Detections, Frame, RunInfo
@@ -81,7 +82,8 @@ def process_frames(
     n_frames = n_cross = 0
     first: datetime | None = None
     last: datetime | None = None
-    for batch in _batched(frames, detector.cfg.batch_size):
+    bs = detector.cfg.batch_size
+    for batch in _batched(read_ahead(frames, 2 * bs), bs):  # decode the next batch meanwhile
         first = first or batch[0].ts
         for frame, dets in zip(batch, detect(detector, batch, lambda _: stages), strict=True):
             if dets is None:
