@@ -40,14 +40,14 @@ class TrainArgs:
 
     data: str
     output: str = "runs/train"
-    epochs: int = 24
+    epochs: int = 12
     batch_size: int = 32
     lr: float = 2e-3
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.05
     input_size: int = 320
     cache_size: int = 480
     night_oversample: int = 3
-    mosaic_p: float = 0.0  # share of training frames tiled from four (augment.mosaic)
+    mosaic_p: float = 0.5  # share of training frames tiled from four (augment.mosaic)
     workers: int = 1
     seed: int = 0
     amp: bool = True

@@ -20,14 +20,14 @@ def train(
     output: Annotated[Path, typer.Option(help="folder for checkpoints and log")] = Path(
         "runs/train"
     ),
-    epochs: Annotated[int, typer.Option(min=1)] = 28,
+    epochs: Annotated[int, typer.Option(min=1)] = 12,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
-    weight_decay: Annotated[float, typer.Option(min=0, help="AdamW decay of conv weights")] = 5e-4,
+    weight_decay: Annotated[float, typer.Option(min=0, help="AdamW decay of conv weights")] = 0.05,
     input_size: Annotated[int, typer.Option(min=64, max=1280)] = 320,
     mosaic: Annotated[
         float, typer.Option(min=0, max=1, help="share of frames tiled from four frames")
-    ] = 0.0,
+    ] = 0.5,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
