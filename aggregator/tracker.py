@@ -83,9 +83,12 @@ class _Track:
             return
         f = np.eye(8)
         f[:4, 4:] = dt * np.eye(4)
-        block = np.array([[dt**3 / 3, dt**2 / 2], [dt**2 / 2, dt]])
         q_diag = (_ACCEL_STD * _scales(self.mean)) ** 2
-        q = np.kron(block, np.diag(q_diag))
+        q = np.zeros((8, 8))  # kron([[dt^3/3, dt^2/2], [dt^2/2, dt]], diag(q_diag)), built directly
+        i = np.arange(4)
+        q[i, i] = dt**3 / 3 * q_diag
+        q[i, i + 4] = q[i + 4, i] = dt**2 / 2 * q_diag
+        q[i + 4, i + 4] = dt * q_diag
         self.mean = f @ self.mean
         self.cov = f @ self.cov @ f.T + q
         self.t_state = t

@@ -44,9 +44,10 @@ class AugmentConfig:
 
 def to_tensor(images: Sequence[Image]) -> torch.Tensor:
     """Stack BGR uint8 images (same size) into a normalised RGB float tensor (B, 3, H, W)."""
-    rgb = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).flip(1)
-    out = torch.empty(rgb.shape, dtype=torch.float32)  # contiguous NCHW
-    out.copy_(rgb)  # one pass converts, reorders channels and transposes; in place after that
+    bgr = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    out = torch.empty(bgr.shape, dtype=torch.float32)  # contiguous NCHW
+    for c in range(3):  # each copy converts and transposes one channel, red first
+        out[:, c].copy_(bgr[:, 2 - c])
     return out.sub_(_MEAN_T).div_(_STD_T)
 
 
