@@ -127,16 +127,8 @@ def write_parquet(buckets: list[Bucket], zone: str, path: Path) -> None:
             ("truck_share", pa.float64()),
         ]
     )
-    columns = {
-        "start": [b.start for b in buckets],
-        "end": [b.end for b in buckets],
-        "line_id": [b.line_id for b in buckets],
-        "direction_name": [b.direction_name for b in buckets],
-        "class_name": [b.class_name.value for b in buckets],
-        "count": [b.count for b in buckets],
-        "covered_s": [b.covered_s for b in buckets],
-        "truck_share": [b.truck_share for b in buckets],
-    }
+    rows = [_values(b) for b in buckets]
+    columns = {name: [r[name] for r in rows] for name in RECORD_FIELDS}
     try:
         pq.write_table(pa.table(columns, schema=schema), path)
     except OSError as exc:
@@ -153,20 +145,30 @@ RECORD_FIELDS = (
     "covered_s",
     "truck_share",
 )
-"""The fields of one bucket in JSON and CSV, in order (``_record``)."""
+"""The fields of one bucket in JSON, CSV and Parquet, in order (``_values``)."""
 
 
-def _record(b: Bucket, zone: str) -> dict[str, object]:
-    tz = ZoneInfo(zone)
+def _values(b: Bucket) -> dict[str, object]:
+    """One bucket's fields, in ``RECORD_FIELDS`` order; times are aware datetimes."""
     return {
-        "start": b.start.astimezone(tz).isoformat(),
-        "end": b.end.astimezone(tz).isoformat(),
+        "start": b.start,
+        "end": b.end,
         "line_id": b.line_id,
         "direction_name": b.direction_name,
         "class_name": b.class_name.value,
         "count": b.count,
         "covered_s": b.covered_s,
         "truck_share": b.truck_share,
+    }
+
+
+def _record(b: Bucket, zone: str) -> dict[str, object]:
+    """``_values`` with times as ISO strings in ``zone`` (JSON and CSV)."""
+    tz = ZoneInfo(zone)
+    return {
+        **_values(b),
+        "start": b.start.astimezone(tz).isoformat(),
+        "end": b.end.astimezone(tz).isoformat(),
     }
 
 
