@@ -8,8 +8,9 @@ Measured in one process, so every ratio is a same-run ratio:
   undecoded) against plain OpenCV reading of every frame;
 - detector only at batch 1, 8 and 32 on the clip's frames in memory;
 - end to end (decode -> detector -> tracker -> counter) in frames/s and real-time factor;
-- the naive baseline: OpenCV decodes every frame, the analysed ones go one at a time through the
-  eager fp32 detector, then the tracker and counter;
+- the naive baseline, strictly sequential: OpenCV decodes every frame, the analysed ones go one
+  at a time through the eager fp32 detector, then the tracker and counter; and whether both sides
+  counted the same crossings per line, class and direction;
 - the same on a 1280x720 25 fps H.264 clip made from the demo clip at run time (in a temporary
   folder): the backfill real-time factor at 5 fps analysis.
 Prints one JSON object.
@@ -24,11 +25,11 @@ import os
 import platform
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 import cv2
@@ -38,7 +39,7 @@ from truckcount.config import AppConfig, DetectorConfig, LineConfig
 from truckcount.detector.infer import Detector
 from truckcount.ingest import open_video
 from truckcount.pipeline import build_stages, process_frames
-from truckcount.types import Frame, RunInfo
+from truckcount.types import Crossing, Frame, RunInfo
 
 START = datetime(2021, 11, 15, 6, 17, 9, tzinfo=UTC)
 ANALYSIS_FPS = 5.0
@@ -131,9 +132,14 @@ def detector_figures(frames: list[Frame], det_cfg: DetectorConfig, repeat: int) 
     return out
 
 
-def _end_to_end(
-    frames: Callable[[], Iterator[Frame]], det: Detector, clip: Path
-) -> Callable[[], Any]:
+CountKey = tuple[str, str, str]  # line, class, direction
+
+
+def _tally(crossings: list[Crossing]) -> Counter[CountKey]:
+    return Counter((c.line_id, c.class_name.value, c.direction_name) for c in crossings)
+
+
+def _bench_config(clip: Path, det: Detector) -> tuple[AppConfig, RunInfo]:
     # The counting hot path only: the truck-presence feature is off on both sides (it costs about
     # 3 ms a frame on this CPU; see BENCHMARKS.md).
     cfg = AppConfig.model_validate(
@@ -142,24 +148,50 @@ def _end_to_end(
             "presence": {"weights": None},
         }
     )
-    run = RunInfo("bench", "bench", str(clip), det.version, cfg.digest(), START)
+    return cfg, RunInfo("bench", "bench", str(clip), det.version, cfg.digest(), START)
 
-    def go() -> Any:
+
+def _end_to_end(clip: Path, det: Detector) -> Callable[[], Counter[CountKey]]:
+    """The product's path: ``open_video`` -> ``process_frames`` (read-ahead, batched detector)."""
+    cfg, run = _bench_config(clip, det)
+
+    def go() -> Counter[CountKey]:
+        found: list[Crossing] = []
+        process_frames(_frames(clip), det, build_stages(cfg, cfg.cameras[0], run), found.extend)
+        return _tally(found)
+
+    return go
+
+
+def _naive(clip: Path, det: Detector) -> Callable[[], Counter[CountKey]]:
+    """The naive loop, strictly in sequence: OpenCV reads a frame, an analysed frame goes alone
+    through the detector, then the tracker and the counter; nothing overlaps."""
+    cfg, run = _bench_config(clip, det)
+
+    def go() -> Counter[CountKey]:
         stages = build_stages(cfg, cfg.cameras[0], run)
-        return process_frames(frames(), det, stages, lambda c: None)
+        found: list[Crossing] = []
+        for frame in _opencv_frames(clip):
+            (dets,) = det.predict([frame])
+            tracked = stages.tracker.update(dets, (frame.ts - START).total_seconds())
+            found += stages.counter.update(frame, tracked)
+        found += stages.counter.flush()
+        return _tally(found)
 
     return go
 
 
 def pipeline_figures(
     clip: Path, det_cfg: DetectorConfig, repeat: int, prefix: str
-) -> dict[str, float]:
-    """End-to-end and naive-baseline frames/s and real-time factors on one clip."""
+) -> dict[str, object]:
+    """End-to-end and naive-baseline frames/s and real-time factors on one clip, and whether
+    both counted the same crossings (per line, class and direction)."""
     media = _media_seconds(clip)
     det = Detector(det_cfg)
     naive_det = Detector(DetectorConfig(batch_size=1))  # eager fp32, shipped weights
-    fast = _best(_end_to_end(lambda: _frames(clip), det, clip), repeat)
-    naive = _best(_end_to_end(lambda: _opencv_frames(clip), naive_det, clip), repeat)
+    fast_counts, naive_counts = _end_to_end(clip, det)(), _naive(clip, naive_det)()
+    fast = _best(_end_to_end(clip, det), repeat)
+    naive = _best(_naive(clip, naive_det), repeat)
     n = _count(_frames(clip))
     return {
         f"{prefix}_analysed_frames": n,
@@ -169,6 +201,14 @@ def pipeline_figures(
         f"{prefix}_naive_fps": round(n / naive, 1),
         f"{prefix}_naive_real_time_factor": round(media / naive, 2),
         f"{prefix}_end_to_end_over_naive": round(naive / fast, 2),
+        f"{prefix}_crossings": sum(fast_counts.values()),
+        f"{prefix}_naive_crossings": sum(naive_counts.values()),
+        f"{prefix}_counts_identical": fast_counts == naive_counts,
+        f"{prefix}_count_differences": {
+            "/".join(k): [fast_counts[k], naive_counts[k]]
+            for k in sorted(set(fast_counts) | set(naive_counts))
+            if fast_counts[k] != naive_counts[k]
+        },
     }
 
 

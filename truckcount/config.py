@@ -63,7 +63,7 @@ class CounterConfig(StrictModel):
         "on a side before that side is believed; stops jitter on the line from counting twice",
     )
     min_confidence: float = Field(
-        0.4,
+        0.3,
         ge=0.0,
         le=1.0,
         description="a track's crossing counts only if the mean score of its boxes of the voted "
