@@ -24,7 +24,7 @@ from truckcount.detector.onnx_runtime import OnnxNetwork, read_metadata
 from truckcount.detector.weights import CheckpointError, model_version
 from truckcount.ingest import open_video
 from truckcount.pipeline import build_stages, process_frames
-from truckcount.types import Crossing, Detections, Frame, RunInfo
+from truckcount.types import Crossing, Frame, RunInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CLIP = ROOT / "demo" / "km39-siang.mp4"
@@ -51,10 +51,6 @@ def demo_frames() -> list[Frame]:
     return [f for i, f in enumerate(frames) if i % 12 == 0][:24]
 
 
-def _confident(d: Detections, threshold: float) -> Detections:
-    return d[np.abs(d.confidence - threshold) > THRESHOLD_MARGIN]
-
-
 def test_export_carries_the_checkpoint_version_and_a_dynamic_batch(onnx_model: Path) -> None:
     meta = read_metadata(onnx_model)
     assert meta["model_version"] == model_version(DetectorConfig().weights)
@@ -76,12 +72,17 @@ def test_onnx_and_eager_give_the_same_boxes_on_demo_frames(
     for frame, a, b in zip(
         demo_frames, eager.predict(demo_frames), ort.predict(demo_frames), strict=True
     ):
-        a, b = _confident(a, thr), _confident(b, thr)
-        assert len(a) == len(b), f"frame {frame.index}: {len(a)} eager boxes, {len(b)} ONNX"
-        np.testing.assert_array_equal(a.class_id, b.class_id)
-        np.testing.assert_allclose(a.xyxy, b.xyxy, atol=BOX_TOL_PX)
-        np.testing.assert_allclose(a.confidence, b.confidence, atol=SCORE_TOL)
-        n_boxes += len(a)
+        # every box clear of the threshold in one runtime has its twin in the other (which may
+        # itself sit just either side of the margin: the check must not have a boundary of its own)
+        for one, other in ((a, b), (b, a)):
+            for i in np.flatnonzero(np.abs(one.confidence - thr) > THRESHOLD_MARGIN):
+                twin = (
+                    (other.class_id == one.class_id[i])
+                    & (np.abs(other.xyxy - one.xyxy[i]).max(axis=1) <= BOX_TOL_PX)
+                    & (np.abs(other.confidence - one.confidence[i]) <= SCORE_TOL)
+                )
+                assert twin.any(), f"frame {frame.index}: box {one.xyxy[i]} has no twin"
+        n_boxes += int((np.abs(a.confidence - thr) > THRESHOLD_MARGIN).sum())
     assert n_boxes > 50, "the demo frames hold plenty of vehicles"
 
 
@@ -149,11 +150,11 @@ def test_demo_clip_counts_agree_across_runtimes_within_two_percent(onnx_model: P
     totals by at most one.
 
     The runtimes' kernels differ by ~1e-6 in scores and ~1e-4 px in boxes, enough to flip a
-    detection that sits on a tracker threshold or a near-tie in the assignment. Measured with the
-    shipped model: 133 crossings in each runtime, 2 of them different (a truck toward the camera
-    in eager is a car in ONNX Runtime, and a car away in eager is a truck); truck totals equal.
-    Earlier models: 114 vs 113 and 103 vs 104. This is why ``runtime: onnx`` is an option and
-    eager PyTorch stays the default.
+    detection that sits on a tracker threshold or a near-tie in the assignment. Measured with
+    the shipped model: 133 crossings in each runtime, one car crossing in eager missing in ONNX
+    Runtime and two there missing in eager; truck totals equal. Earlier weights: 2 of 133 moved,
+    114 vs 113, 103 vs 104. This is why ``runtime: onnx`` is an option and eager PyTorch stays
+    the default.
     """
     det_cfg = load_config(DEMO_CONFIG).detector
     eager = _demo_crossings(Detector(det_cfg))

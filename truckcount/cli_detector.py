@@ -28,6 +28,9 @@ def train(
     mosaic: Annotated[
         float, typer.Option(min=0, max=1, help="share of frames tiled from four frames")
     ] = 0.5,
+    night_oversample: Annotated[
+        int, typer.Option(min=1, help="times each training night frame is drawn per epoch")
+    ] = 3,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
@@ -52,6 +55,7 @@ def train(
         lr=lr,
         weight_decay=weight_decay,
         mosaic_p=mosaic,
+        night_oversample=night_oversample,
         input_size=input_size,
         seed=seed,
         workers=workers,
