@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 import cv2
@@ -41,6 +42,7 @@ from truckcount.ingest import open_video
 from truckcount.pipeline import build_stages, process_frames
 from truckcount.types import Crossing, Frame, RunInfo
 
+T = TypeVar("T")
 START = datetime(2021, 11, 15, 6, 17, 9, tzinfo=UTC)
 ANALYSIS_FPS = 5.0
 
@@ -69,13 +71,18 @@ def make_720p25(src: Path, out: Path, fps: int = 25) -> Path:
     return out
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
+def _best_with_result(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
+    """Best wall time of ``repeat`` calls, and what the last call returned."""
     times = []
-    for _ in range(repeat):
+    for _ in range(max(repeat, 1)):
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(times), result
+
+
+def _best(fn: Callable[[], object], repeat: int) -> float:
+    return _best_with_result(fn, repeat)[0]
 
 
 def _frames(clip: Path) -> Iterator[Frame]:
@@ -189,9 +196,8 @@ def pipeline_figures(
     media = _media_seconds(clip)
     det = Detector(det_cfg)
     naive_det = Detector(DetectorConfig(batch_size=1))  # eager fp32, shipped weights
-    fast_counts, naive_counts = _end_to_end(clip, det)(), _naive(clip, naive_det)()
-    fast = _best(_end_to_end(clip, det), repeat)
-    naive = _best(_naive(clip, naive_det), repeat)
+    fast, fast_counts = _best_with_result(_end_to_end(clip, det), repeat)
+    naive, naive_counts = _best_with_result(_naive(clip, naive_det), repeat)
     n = _count(_frames(clip))
     return {
         f"{prefix}_analysed_frames": n,

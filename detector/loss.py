@@ -122,9 +122,6 @@ def detection_loss(out: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[s
     hm = focal_loss(out["heatmap"], targets["heatmap"])
     size = _masked_l1(out["size"], targets["size"], targets["mask"])
     off = _masked_l1(out["offset"], targets["offset"], targets["mask"])
-    total = hm + size + off
-    terms = {"heatmap": hm, "size": size, "offset": off}
-    if "box" in targets:
-        terms["box"] = dense_box_loss(out, targets["box"], targets["box_weight"])
-        total = total + BOX_LOSS_WEIGHT * terms["box"]
-    return {"total": total, **terms}
+    box = dense_box_loss(out, targets["box"], targets["box_weight"])
+    total = hm + size + off + BOX_LOSS_WEIGHT * box
+    return {"total": total, "heatmap": hm, "size": size, "offset": off, "box": box}

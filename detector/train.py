@@ -46,7 +46,7 @@ class TrainArgs:
     weight_decay: float = 0.05
     input_size: int = 320
     cache_size: int = 480
-    night_oversample: int = 3
+    night_oversample: int = 6  # times each training night frame is drawn per epoch
     mosaic_p: float = 0.5  # share of training frames tiled from four (augment.mosaic)
     workers: int = 1
     seed: int = 0

@@ -30,7 +30,7 @@ def train(
     ] = 0.5,
     night_oversample: Annotated[
         int, typer.Option(min=1, help="times each training night frame is drawn per epoch")
-    ] = 3,
+    ] = 6,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
