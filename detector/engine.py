@@ -39,8 +39,11 @@ def train_one_epoch(
     amp: bool,
     epoch: int,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    class_weights: Sequence[float] | None = None,
 ) -> dict[str, float]:
-    """Run one epoch, updating ``ema`` after each step; return the mean of each loss term."""
+    """Run one epoch, updating ``ema`` after each step; return the mean of each loss term.
+
+    ``class_weights``: per-class weight of the heatmap centres (``loss.focal_loss``)."""
     model.train()
     sums: dict[str, float] = {}
     bar = tqdm(loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
@@ -49,7 +52,7 @@ def train_one_epoch(
         targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
         with autocast(device, amp):
             out = model(images)
-        losses = detection_loss(out, targets)
+        losses = detection_loss(out, targets, class_weights)
         if not math.isfinite(losses["total"].item()):
             raise FloatingPointError(
                 f"loss is {losses['total'].item()} at epoch {epoch} step {step}"
@@ -83,6 +86,7 @@ def predict(
     score_threshold: float = 0.05,
     nms_iou: float = 0.6,
     max_detections: int = 100,
+    class_agnostic: bool = False,
 ) -> list[Prediction]:
     """Predict boxes on images already resized to the model's input size."""
     model.eval()
@@ -92,7 +96,11 @@ def predict(
         with autocast(device, amp):
             out = model(x)
         decoded = decode(
-            out, score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections
+            out,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            max_detections=max_detections,
+            class_agnostic=class_agnostic,
         )
         results += [(b.cpu().numpy(), s.cpu().numpy(), c.cpu().numpy()) for b, s, c in decoded]
     return results

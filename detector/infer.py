@@ -99,6 +99,7 @@ class Detector:
             "score_threshold": self.cfg.score_threshold,
             "nms_iou": self.cfg.nms_iou,
             "max_detections": self.cfg.max_detections,
+            "class_agnostic": self.cfg.class_agnostic_nms,
         }
         if isinstance(self.model, OnnxNetwork):
             preds = self.model.predict(images, self.cfg.batch_size, **nms)

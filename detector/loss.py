@@ -9,6 +9,8 @@ labelled box and weighted by the Gaussian, so a peak one cell off still yields a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -78,12 +80,20 @@ def build_targets(
     }
 
 
-def focal_loss(logits: Tensor, target: Tensor) -> Tensor:
-    """CenterNet's penalty-reduced focal loss, normalised by the number of centres."""
+def focal_loss(logits: Tensor, target: Tensor, pos_weight: Sequence[float] | None = None) -> Tensor:
+    """CenterNet's penalty-reduced focal loss, normalised by the number of centres.
+
+    ``pos_weight`` (one per class) scales each class's centre term: a rarer class that the
+    network confuses with a common one (small trucks taken for cars) can be made to count more.
+    """
     p = logits.float().sigmoid().clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1).float()
+    pos_scale = pos
+    if pos_weight is not None:
+        weights = torch.tensor(pos_weight, dtype=torch.float32, device=logits.device)
+        pos_scale = pos * weights.view(1, -1, 1, 1)
     neg_weight = (1 - target).pow(4)
-    pos_loss = (torch.log(p) * (1 - p).pow(2) * pos).sum()
+    pos_loss = (torch.log(p) * (1 - p).pow(2) * pos_scale).sum()
     neg_loss = (torch.log(1 - p) * p.pow(2) * neg_weight * (1 - pos)).sum()
     return -(pos_loss + neg_loss) / pos.sum().clamp(min=1.0)
 
@@ -117,9 +127,14 @@ def dense_box_loss(out: dict[str, Tensor], box: Tensor, weight: Tensor) -> Tenso
     return (giou * wsel).sum() / wsel.sum().clamp(min=1e-6)
 
 
-def detection_loss(out: dict[str, Tensor], targets: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Return each loss term and their weighted sum under ``total``."""
-    hm = focal_loss(out["heatmap"], targets["heatmap"])
+def detection_loss(
+    out: dict[str, Tensor],
+    targets: dict[str, Tensor],
+    class_weights: Sequence[float] | None = None,
+) -> dict[str, Tensor]:
+    """Return each loss term and their weighted sum under ``total``; ``class_weights`` as
+    ``focal_loss``'s ``pos_weight``."""
+    hm = focal_loss(out["heatmap"], targets["heatmap"], class_weights)
     size = _masked_l1(out["size"], targets["size"], targets["mask"])
     off = _masked_l1(out["offset"], targets["offset"], targets["mask"])
     box = dense_box_loss(out, targets["box"], targets["box_weight"])

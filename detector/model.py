@@ -126,8 +126,14 @@ def decode(
     score_threshold: float,
     nms_iou: float,
     max_detections: int,
+    class_agnostic: bool = False,
 ) -> list[tuple[Tensor, Tensor, Tensor]]:
-    """Turn head outputs into per-image (boxes xyxy in input pixels, scores, class ids)."""
+    """Turn head outputs into per-image (boxes xyxy in input pixels, scores, class ids).
+
+    NMS runs per class (COCO-style, what AP is measured on) or, with ``class_agnostic``, across
+    classes: of a truck box and a car box on the same vehicle only the higher-scoring one stays,
+    so the tracker gets one box per vehicle instead of two that may become two tracks.
+    """
     logits = out["heatmap"].float()  # peaks of the logits are those of the sigmoid
     b, n_cls, h, w = logits.shape
     is_peak = nn.functional.max_pool2d(logits, 3, stride=1, padding=1) == logits
@@ -147,6 +153,7 @@ def decode(
     for i in range(b):
         keep = scores[i] >= score_threshold
         bx, sc, cl = boxes[i][keep], scores[i][keep], cls[i][keep]
-        kept = batched_nms(bx, sc, cl, nms_iou)[:max_detections]
+        groups = torch.zeros_like(cl) if class_agnostic else cl
+        kept = batched_nms(bx, sc, groups, nms_iou)[:max_detections]
         results.append((bx[kept], sc[kept], cl[kept]))
     return results

@@ -172,7 +172,8 @@ class OnnxNetwork(nn.Module):
         Args:
             images: BGR uint8 images already resized to the input size.
             batch_size: images per session run.
-            **nms: ``score_threshold``, ``nms_iou`` and ``max_detections`` for ``decode``.
+            **nms: ``score_threshold``, ``nms_iou``, ``max_detections`` and ``class_agnostic``
+                for ``decode``.
         """
         results: list[Prediction] = []
         for i in range(0, len(images), batch_size):

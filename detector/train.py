@@ -29,7 +29,7 @@ from truckcount.detector.engine import predict, train_one_epoch
 from truckcount.detector.evaluate import evaluate_predictions
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
-from truckcount.types import CLASSES
+from truckcount.types import CLASSES, VehicleClass
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class TrainArgs:
     cache_size: int = 480
     night_oversample: int = 6  # times each training night frame is drawn per epoch
     mosaic_p: float = 0.5  # share of training frames tiled from four (augment.mosaic)
+    truck_weight: float = 1.0  # weight of truck centres in the heatmap loss (cars: 1)
     workers: int = 1
     seed: int = 0
     amp: bool = True
@@ -226,7 +227,15 @@ def run(args: TrainArgs) -> dict[str, Any]:
         t0 = time.monotonic()
         dataset.set_epoch(epoch)
         losses = train_one_epoch(
-            model, loader, opt, sched, device, amp=args.amp, epoch=epoch, ema=ema
+            model,
+            loader,
+            opt,
+            sched,
+            device,
+            amp=args.amp,
+            epoch=epoch,
+            ema=ema,
+            class_weights=[args.truck_weight if c is VehicleClass.TRUCK else 1.0 for c in CLASSES],
         )
         report = validate(ema.module if ema else model, val, val_imgs, device, args)
         truck = float(report["all"]["ap50"].get("truck", 0.0))

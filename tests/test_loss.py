@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from truckcount.detector.loss import build_targets, dense_box_loss, detection_loss
+from truckcount.detector.loss import build_targets, dense_box_loss, detection_loss, focal_loss
 from truckcount.detector.model import STRIDE
 
 
@@ -66,3 +66,15 @@ def test_an_image_without_boxes_has_no_box_loss() -> None:
         "offset": torch.zeros(1, 2, 16, 16),
     }
     assert dense_box_loss(out, t["box"], t["box_weight"]) == 0
+
+
+def test_a_class_weight_scales_only_that_class_s_missed_centres() -> None:
+    heat = torch.zeros(1, 3, 8, 8)
+    heat[0, 0, 2, 2] = 1.0  # a truck centre
+    heat[0, 2, 5, 5] = 1.0  # a car centre
+    logits = torch.full((1, 3, 8, 8), -9.0)  # nothing found: both centres cost the same
+    plain = focal_loss(logits, heat)
+    doubled_truck = focal_loss(logits, heat, pos_weight=[2.0, 1.0, 1.0])
+    doubled_bus = focal_loss(logits, heat, pos_weight=[1.0, 2.0, 1.0])
+    assert torch.isclose(doubled_truck, plain * 1.5, rtol=1e-3)  # one of two centres doubled
+    assert torch.isclose(doubled_bus, plain)  # no bus here: nothing changes

@@ -64,3 +64,22 @@ def test_decode_returns_each_heatmap_peak_as_a_box_with_its_sigmoid_score() -> N
     assert classes.tolist() == [0, 2]
     assert torch.allclose(scores, torch.sigmoid(torch.tensor([2.0, 0.0])))
     assert torch.allclose(boxes[0], torch.tensor([26.0 - 8, 22.0 - 4, 26.0 + 8, 22.0 + 4]))
+
+
+@pytest.mark.parametrize(("class_agnostic", "expected"), [(False, [0, 2]), (True, [0])])
+def test_class_agnostic_nms_keeps_one_box_per_vehicle(
+    class_agnostic: bool, expected: list[int]
+) -> None:
+    heat = torch.full((1, 3, 16, 16), -8.0)
+    heat[0, 0, 5, 6] = 1.0  # the vehicle as a truck (score 0.73)
+    heat[0, 2, 5, 6] = 0.0  # the same vehicle as a car (score 0.5), same cell and box
+    heat[0, 2, 12, 12] = 0.0  # another car elsewhere
+    out = {
+        "heatmap": heat,
+        "size": torch.full((1, 2, 16, 16), float(np.log(3.0))),
+        "offset": torch.full((1, 2, 16, 16), 0.5),
+    }
+    [(_, _, classes)] = decode(
+        out, score_threshold=0.1, nms_iou=0.6, max_detections=10, class_agnostic=class_agnostic
+    )
+    assert sorted(classes.tolist()) == sorted([*expected, 2])

@@ -151,10 +151,9 @@ def test_demo_clip_counts_agree_across_runtimes_within_two_percent(onnx_model: P
 
     The runtimes' kernels differ by ~1e-6 in scores and ~1e-4 px in boxes, enough to flip a
     detection that sits on a tracker threshold or a near-tie in the assignment. Measured with
-    the shipped model: 133 crossings in each runtime, one car crossing in eager missing in ONNX
-    Runtime and two there missing in eager; truck totals equal. Earlier weights: 2 of 133 moved,
-    114 vs 113, 103 vs 104. This is why ``runtime: onnx`` is an option and eager PyTorch stays
-    the default.
+    the shipped model and NMS across classes: 129 crossings in each runtime, all the same (with
+    NMS per class, where a vehicle's truck and car boxes could both reach the tracker, 3 of 133
+    moved). This is why ``runtime: onnx`` is an option and eager PyTorch stays the default.
     """
     det_cfg = load_config(DEMO_CONFIG).detector
     eager = _demo_crossings(Detector(det_cfg))

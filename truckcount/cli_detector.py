@@ -31,6 +31,9 @@ def train(
     night_oversample: Annotated[
         int, typer.Option(min=1, help="times each training night frame is drawn per epoch")
     ] = 6,
+    truck_weight: Annotated[
+        float, typer.Option(min=0, help="weight of truck centres in the heatmap loss (cars: 1)")
+    ] = 1.0,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
@@ -56,6 +59,7 @@ def train(
         weight_decay=weight_decay,
         mosaic_p=mosaic,
         night_oversample=night_oversample,
+        truck_weight=truck_weight,
         input_size=input_size,
         seed=seed,
         workers=workers,

@@ -109,6 +109,11 @@ class DetectorConfig(StrictModel):
         0.1, ge=0.0, le=1.0, description="lowest score kept (the tracker's low threshold uses it)"
     )
     nms_iou: float = Field(0.6, gt=0, le=1, description="IoU for torchvision batched NMS")
+    class_agnostic_nms: bool = Field(
+        True,
+        description="NMS across classes: one box per vehicle for the tracker (a truck box and a "
+        "car box on one vehicle could become two tracks and two counts); false runs it per class",
+    )
     batch_size: int = Field(8, ge=1, le=1024, description="frames per forward pass")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto|cpu|cuda")
     precision: str = Field(
