@@ -1,0 +1,103 @@
+"""How the detector finds each labelled kind of truck: as a truck, only as another class, or not.
+
+The km39 labels name several kinds of truck (``truck-s``, ``truck-m``, ``big truck`` ...) that the
+detector learns as one class. This splits the validation frames' truck boxes by their source
+class and reports, at the deployed score, the share found as a truck (a truck box with IoU >= 0.5),
+found only as another class (a bus or car box there instead), or missed.
+
+    python benchmarks/truck_subclasses.py ../shared/data/km39-cctv [--weights W] [--threshold 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+from torchvision.ops import box_iou
+
+from truckcount.config import DEFAULT_WEIGHTS
+from truckcount.detector import data as ds
+from truckcount.detector.engine import predict
+from truckcount.detector.infer import load_model
+from truckcount.detector.weights import pick_device
+from truckcount.types import VehicleClass
+
+log = logging.getLogger("truck_subclasses")
+TRUCK = list(VehicleClass).index(VehicleClass.TRUCK)
+
+
+def source_labels(sample: ds.Sample, names: dict[int, str]) -> list[tuple[str, list[float]]]:
+    """The sample's truck boxes with their source class names (normalised xyxy)."""
+    path = sample.image_path.parent.parent / "labels" / f"{sample.image_path.stem}.txt"
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        name = names.get(int(parts[0]), "") if len(parts) == 5 else ""
+        if ds.MERGE.get(name) is VehicleClass.TRUCK:
+            cx, cy, w, h = (float(p) for p in parts[1:])
+            out.append((name, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
+    return out
+
+
+def tally(root: Path, weights: Path, threshold: float) -> dict[str, dict[str, float]]:
+    names = {
+        int(k): str(v) for k, v in yaml.safe_load((root / "data.yaml").read_text())["names"].items()
+    }
+    _, val = ds.split(ds.load_samples(root))
+    device = pick_device("auto")
+    model, _ = load_model(weights, device)
+    size = model.cfg.input_size
+    images = [
+        cv2.resize(ds.read_image(s.image_path), (size, size), interpolation=cv2.INTER_AREA)
+        for s in val
+    ]
+    preds = predict(model, images, device, batch_size=8, score_threshold=threshold)
+    counts: Counter[tuple[str, str]] = Counter()
+    for sample, (boxes, scores, classes) in zip(val, preds, strict=True):
+        truth = source_labels(sample, names)
+        if not truth:
+            continue
+        gt = torch.tensor([b for _, b in truth]) * size
+        iou = box_iou(gt, torch.from_numpy(boxes)).numpy() if len(boxes) else np.zeros((len(gt), 0))
+        kept = scores >= threshold
+        for (name, _), overlaps in zip(truth, iou, strict=True):
+            hit = (overlaps >= 0.5) & kept
+            outcome = (
+                "truck" if (hit & (classes == TRUCK)).any() else "other" if hit.any() else "miss"
+            )
+            counts[(name, outcome)] += 1
+    report = {}
+    for name in sorted({n for n, _ in counts}):
+        n = sum(counts[(name, o)] for o in ("truck", "other", "miss"))
+        report[name] = {"boxes": n} | {
+            o: round(counts[(name, o)] / n, 3) for o in ("truck", "other", "miss")
+        }
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    parser.add_argument("--threshold", type=float, default=0.3, help="deployed truck score")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    report = tally(args.data, args.weights, args.threshold)
+    log.info(
+        "%s",
+        json.dumps(
+            {"weights": str(args.weights), "threshold": args.threshold, "validation": report},
+            indent=1,
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
