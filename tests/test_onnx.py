@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torchvision.ops import box_iou
 from typer.testing import CliRunner
 
 from truckcount.cli import app
@@ -84,6 +86,29 @@ def test_onnx_and_eager_give_the_same_boxes_on_demo_frames(
                 assert twin.any(), f"frame {frame.index}: box {one.xyxy[i]} has no twin"
         n_boxes += int((np.abs(a.confidence - thr) > THRESHOLD_MARGIN).sum())
     assert n_boxes > 50, "the demo frames hold plenty of vehicles"
+
+
+# NMS compares boxes in the network's square input; clipping them to the frame afterwards can
+# raise an IoU a little, so a duplicate is judged clear of the NMS threshold (0.6)
+DUPLICATE_IOU = 0.7
+
+
+def _cross_class_overlaps(detector: Detector, frames: list[Frame]) -> int:
+    """Pairs of boxes of different classes in one frame overlapping at IoU > DUPLICATE_IOU."""
+    pairs = 0
+    for dets in detector.predict(frames):
+        iou = box_iou(torch.from_numpy(dets.xyxy), torch.from_numpy(dets.xyxy)).numpy()
+        other_class = dets.class_id[:, None] != dets.class_id[None, :]
+        pairs += int(np.triu((iou > DUPLICATE_IOU) & other_class, k=1).sum())
+    return pairs
+
+
+def test_the_tracker_gets_one_box_per_vehicle_whatever_its_class(
+    demo_frames: list[Frame],
+) -> None:
+    assert _cross_class_overlaps(Detector(DetectorConfig()), demo_frames) == 0
+    per_class = Detector(DetectorConfig(class_agnostic_nms=False))
+    assert _cross_class_overlaps(per_class, demo_frames) > 0, "a truck box and a car box twin"
 
 
 def test_a_checkpoint_runs_through_its_cached_export(
