@@ -33,23 +33,22 @@ log = logging.getLogger("truck_subclasses")
 TRUCK = list(VehicleClass).index(VehicleClass.TRUCK)
 
 
-def source_labels(sample: ds.Sample, names: dict[int, str]) -> list[tuple[str, list[float]]]:
-    """The sample's truck boxes with their source class names (normalised xyxy)."""
+def truck_sources(root: Path) -> dict[int, str]:
+    """Source class ids of ``root/data.yaml`` that merge into truck, with their names."""
+    names = yaml.safe_load((root / "data.yaml").read_text())["names"]
+    items = names.items() if isinstance(names, dict) else enumerate(names)
+    return {int(i): str(n) for i, n in items if ds.MERGE.get(str(n)) is VehicleClass.TRUCK}
+
+
+def source_labels(sample: ds.Sample, sources: dict[int, str]) -> list[tuple[str, np.ndarray]]:
+    """The sample's truck boxes (normalised xyxy) with their source class names."""
     path = sample.image_path.parent.parent / "labels" / f"{sample.image_path.stem}.txt"
-    out = []
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        name = names.get(int(parts[0]), "") if len(parts) == 5 else ""
-        if ds.MERGE.get(name) is VehicleClass.TRUCK:
-            cx, cy, w, h = (float(p) for p in parts[1:])
-            out.append((name, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]))
-    return out
+    boxes, ids = ds.parse_label_file(path, {i: i for i in sources})  # keep source ids
+    return [(sources[int(i)], box) for i, box in zip(ids, boxes, strict=True)]
 
 
 def tally(root: Path, weights: Path, threshold: float) -> dict[str, dict[str, float]]:
-    names = {
-        int(k): str(v) for k, v in yaml.safe_load((root / "data.yaml").read_text())["names"].items()
-    }
+    sources = truck_sources(root)
     _, val = ds.split(ds.load_samples(root))
     device = pick_device("auto")
     model, _ = load_model(weights, device)
@@ -61,10 +60,10 @@ def tally(root: Path, weights: Path, threshold: float) -> dict[str, dict[str, fl
     preds = predict(model, images, device, batch_size=8, score_threshold=threshold)
     counts: Counter[tuple[str, str]] = Counter()
     for sample, (boxes, scores, classes) in zip(val, preds, strict=True):
-        truth = source_labels(sample, names)
+        truth = source_labels(sample, sources)
         if not truth:
             continue
-        gt = torch.tensor([b for _, b in truth]) * size
+        gt = torch.from_numpy(np.stack([b for _, b in truth])) * size
         iou = box_iou(gt, torch.from_numpy(boxes)).numpy() if len(boxes) else np.zeros((len(gt), 0))
         kept = scores >= threshold
         for (name, _), overlaps in zip(truth, iou, strict=True):

@@ -223,6 +223,7 @@ def run(args: TrainArgs) -> dict[str, Any]:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["lr_scheduler"])
         start_epoch, best = int(state["epoch"]) + 1, float(state.get("best", -1.0))
+    class_weights = [args.truck_weight if c is VehicleClass.TRUCK else 1.0 for c in CLASSES]
     for epoch in range(start_epoch, args.epochs):
         t0 = time.monotonic()
         dataset.set_epoch(epoch)
@@ -235,7 +236,7 @@ def run(args: TrainArgs) -> dict[str, Any]:
             amp=args.amp,
             epoch=epoch,
             ema=ema,
-            class_weights=[args.truck_weight if c is VehicleClass.TRUCK else 1.0 for c in CLASSES],
+            class_weights=class_weights,
         )
         report = validate(ema.module if ema else model, val, val_imgs, device, args)
         truck = float(report["all"]["ap50"].get("truck", 0.0))
