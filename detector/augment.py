@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from truckcount.detector.data import Sample
 from truckcount.detector.loss import build_targets
+from truckcount.detector.paste import InstanceBank
 
 Image = npt.NDArray[np.uint8]
 MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
@@ -40,6 +41,8 @@ class AugmentConfig:
     dark_p: float = 0.25
     min_visible: float = 0.4
     mosaic_p: float = 0.0  # four frames' quarters side by side, vehicles at their own scale
+    paste_p: float = 0.0  # share of frames given rare vehicles of their sequence (detector.paste)
+    paste_max: int = 3  # at most this many pasted per frame
 
 
 def to_tensor(images: Sequence[Image]) -> torch.Tensor:
@@ -190,10 +193,12 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
         num_classes: int,
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
+        bank: InstanceBank | None = None,
     ) -> None:
         self.samples, self.images = list(samples), list(images)
         self.input_size, self.num_classes = input_size, num_classes
         self.augment_cfg, self.seed, self.epoch = augment_cfg, seed, 0
+        self.bank = bank
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -208,10 +213,15 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
         if self.augment_cfg is not None:
             cfg = self.augment_cfg
             rng = np.random.default_rng((self.seed, self.epoch, i))
+            if self.bank is not None and rng.random() < cfg.paste_p:
+                count = int(rng.integers(1, cfg.paste_max + 1))
+                img, boxes, classes = self.bank.paste(
+                    img, boxes, classes, s.sequence, self.images, rng, count
+                )
             tiled = cfg.mosaic_p > 0 and rng.random() < cfg.mosaic_p
             if tiled:
-                picks = [i, *(int(j) for j in rng.integers(0, len(self), 3))]
-                parts = [
+                picks = [int(j) for j in rng.integers(0, len(self), 3)]
+                parts = [(img, boxes, classes)] + [
                     (self.images[j], self.samples[j].boxes, self.samples[j].classes) for j in picks
                 ]
                 img, boxes, classes = mosaic(parts, rng, cfg.min_visible)

@@ -28,6 +28,7 @@ from truckcount.detector.augment import AugmentConfig, DetectionDataset
 from truckcount.detector.engine import predict, train_one_epoch
 from truckcount.detector.evaluate import evaluate_predictions
 from truckcount.detector.model import ModelConfig, TruckNet
+from truckcount.detector.paste import InstanceBank
 from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
 from truckcount.types import CLASSES, VehicleClass
 
@@ -48,6 +49,8 @@ class TrainArgs:
     cache_size: int = 480
     night_oversample: int = 6  # times each training night frame is drawn per epoch
     mosaic_p: float = 0.5  # share of training frames tiled from four (augment.mosaic)
+    crop_min: float = 0.55  # smallest zoomed-crop side, as a share of the frame (augment)
+    paste_p: float = 0.0  # share of training frames given pasted trucks/buses (detector.paste)
     truck_weight: float = 1.0  # weight of truck centres in the heatmap loss (cars: 1)
     workers: int = 1
     seed: int = 0
@@ -86,13 +89,20 @@ def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list
     with tqdm(total=len(train) + len(val), desc="caching images", leave=False) as bar:
         train_imgs = ds.cache_images(train, args.cache_size, bar.update)
         val_imgs = ds.cache_images(val, args.input_size, bar.update)
+    rare = [CLASSES.index(VehicleClass.TRUCK), CLASSES.index(VehicleClass.BUS)]
+    bank = InstanceBank(train, rare) if args.paste_p > 0 else None
+    if bank is not None:
+        log.info("paste bank: %d isolated trucks and buses", len(bank))
     dataset = DetectionDataset(
         train,
         train_imgs,
         args.input_size,
         len(CLASSES),
-        AugmentConfig(mosaic_p=args.mosaic_p),
+        AugmentConfig(
+            crop_scale=(args.crop_min, 1.0), mosaic_p=args.mosaic_p, paste_p=args.paste_p
+        ),
         seed=args.seed,
+        bank=bank,
     )
     return dataset, val, val_imgs
 

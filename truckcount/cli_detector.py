@@ -34,6 +34,16 @@ def train(
     truck_weight: Annotated[
         float, typer.Option(min=0, help="weight of truck centres in the heatmap loss (cars: 1)")
     ] = 1.0,
+    crop_min: Annotated[
+        float,
+        typer.Option(min=0.1, max=1, help="smallest zoomed crop, as a share of the frame's side"),
+    ] = 0.55,
+    paste: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="share of frames given trucks/buses pasted from their sequence"
+        ),
+    ] = 0.0,
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
@@ -60,6 +70,8 @@ def train(
         mosaic_p=mosaic,
         night_oversample=night_oversample,
         truck_weight=truck_weight,
+        paste_p=paste,
+        crop_min=crop_min,
         input_size=input_size,
         seed=seed,
         workers=workers,
