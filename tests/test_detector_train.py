@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import cv2
@@ -88,3 +89,14 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
         load_checkpoint(junk)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_the_augmentation_knobs_reach_training_and_its_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data, out = make_dataset(tmp_path / "data"), tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="truckcount.detector.train"):
+        run(_args(data, out, epochs=1, paste_p=0.5, crop_min=0.3))
+    assert any("paste bank:" in r.getMessage() for r in caplog.records)
+    args = load_checkpoint(out / "checkpoint.pt")["args"]
+    assert args["paste_p"] == 0.5 and args["crop_min"] == 0.3
