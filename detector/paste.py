@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -30,22 +31,13 @@ class Instance:
     class_id: int
 
 
-def _intersection(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Intersection area of each of ``boxes`` (N, 4) with ``box``."""
-    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
-    return np.asarray(ix * iy)
-
-
-def _area(boxes: np.ndarray) -> np.ndarray:
-    return np.asarray(
-        np.maximum((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]), 1e-9)
-    )
-
-
-def _covered(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Share of each of ``boxes`` (N, 4) that ``box`` covers."""
-    return np.asarray(_intersection(boxes, box) / _area(boxes))
+def _covered(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Share of each box of ``a`` (M, 4) that each box of ``b`` (N, 4) covers; (M, N)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area = np.prod(np.clip(a[:, 2:] - a[:, :2], 1e-9, None), axis=1)
+    return np.asarray(inter / area[:, None])
 
 
 class InstanceBank:
@@ -69,27 +61,26 @@ class InstanceBank:
     ) -> None:
         self.max_overlap = max_overlap
         self.by_sequence: dict[str, list[Instance]] = {}
-        seen: set[str] = set()
+        seen: set[Path] = set()
         for i, s in enumerate(samples):
-            if str(s.image_path) in seen:
+            if s.image_path in seen:
                 continue
-            seen.add(str(s.image_path))
+            seen.add(s.image_path)
             for j in range(len(s.boxes)):
                 if int(s.classes[j]) in class_ids and self._isolated(s.boxes, j, min_side):
                     inst = Instance(i, s.boxes[j].astype(np.float32), int(s.classes[j]))
                     self.by_sequence.setdefault(s.sequence, []).append(inst)
 
     def _isolated(self, boxes: np.ndarray, j: int, min_side: float) -> bool:
-        box = boxes[j]
-        if min(box[2] - box[0], box[3] - box[1]) < min_side:
+        box = boxes[j : j + 1]
+        if min(box[0, 2] - box[0, 0], box[0, 3] - box[0, 1]) < min_side:
             return False
         others = np.delete(boxes, j, axis=0)
         if not len(others):
             return True
-        inter = _intersection(others, box)
         return bool(
-            (inter / _area(others)).max() <= self.max_overlap
-            and inter.max() / _area(box) <= self.max_overlap
+            _covered(others, box).max() <= self.max_overlap
+            and _covered(box, others).max() <= self.max_overlap
         )
 
     def __len__(self) -> int:
@@ -122,7 +113,7 @@ class InstanceBank:
             donor = images[inst.frame]
             current = np.asarray(new_boxes, np.float32).reshape(-1, 4)
             if donor.shape != img.shape or (
-                len(current) and _covered(current, inst.box).max() > self.max_overlap
+                len(current) and _covered(current, inst.box[None]).max() > self.max_overlap
             ):
                 continue
             x0, y0 = int(inst.box[0] * w), int(inst.box[1] * h)
