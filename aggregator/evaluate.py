@@ -154,6 +154,7 @@ class RecordingCounter(LineCounter):
             model_version=counter.model_version,
             run_id=counter.run_id,
             track_timeout_s=counter.track_timeout_s,
+            classifier=counter.classifier,
         )
 
     def update(self, frame: Frame, dets: Detections) -> list[Crossing]:

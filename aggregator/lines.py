@@ -22,22 +22,30 @@ Rules chosen:
   born elsewhere still has its sides followed but its crossings of that line are dropped. An ID
   switch makes a new track born where the switch happened, so it may lose a zone's vehicle.
 * The class is the majority vote over every frame of the track (ties: larger summed confidence,
-  then the lower class id); the confidence is the mean score of the winning class's boxes.
+  then the lower class id); the confidence is the mean score of the winning class's boxes, and a
+  track below ``min_confidence`` is not counted. With a crop classifier (``classifier=``), the
+  counter also keeps crops of each track's ``track_crops`` largest boxes, cut from the full
+  frame; when the classifier's averaged probability over those crops reaches ``class_override``
+  for some class, that class and probability replace the vote's (below it the vote stands). The
+  detector's vote still decides whether the track is a vehicle worth counting
+  (``min_confidence``).
 
 Because the vote needs the whole track, crossings are emitted when the track ends (unseen for
 ``track_timeout_s`` of media time) or at ``flush()``. Each call returns its crossings sorted by
 ``ts``; a crossing of a long-lived track can therefore be returned after a later crossing of a
-short one. Per-track state is deleted when the track ends.
+short one. Per-track state (at most ``track_crops`` small crops) is deleted when the track ends.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -49,6 +57,19 @@ from truckcount.types import CLASSES, Crossing, Detections, Direction, Frame, Ve
 log = logging.getLogger(__name__)
 
 Point = npt.NDArray[np.float64]
+Image = npt.NDArray[np.uint8]
+
+
+class CropJudge(Protocol):
+    """What the counter needs of a crop classifier (``detector/crop_classifier.py``)."""
+
+    def crop(self, image: Image, xyxy: npt.ArrayLike) -> Image:
+        """The crop to classify for one box of a full frame."""
+        ...
+
+    def probabilities(self, crops: list[Image]) -> npt.NDArray[np.float32]:
+        """(N, classes) probabilities, columns in ``CLASSES`` order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,7 @@ class _TrackState:
     votes: Counter[int] = field(default_factory=Counter)
     conf_sums: defaultdict[int, float] = field(default_factory=lambda: defaultdict(float))
     decisions: dict[int, _Decision] = field(default_factory=dict)
+    crops: list[tuple[float, int, Image]] = field(default_factory=list)  # min-heap by box area
 
 
 class LineCounter:
@@ -130,6 +152,7 @@ class LineCounter:
         run_id: stamped on every crossing.
         track_timeout_s: a track unseen for longer than this (media time) has ended; use at
             least the tracker's ``lost_seconds`` so a track is not ended while it may come back.
+        classifier: optional crop classifier that decides the class of counted tracks.
     """
 
     def __init__(
@@ -141,6 +164,7 @@ class LineCounter:
         model_version: str,
         run_id: str,
         track_timeout_s: float,
+        classifier: CropJudge | None = None,
     ) -> None:
         ids = [ln.id for ln in lines]
         if not ids:
@@ -155,6 +179,7 @@ class LineCounter:
         self.model_version = model_version
         self.run_id = run_id
         self.track_timeout_s = track_timeout_s
+        self.classifier = classifier
         self._tracks: dict[int, _TrackState] = {}
         self._size: tuple[int, int] | None = None
         self._pixel_lines: list[_PixelLine] = []
@@ -185,6 +210,8 @@ class LineCounter:
             track_ids, rows = np.unique(dets.tracker_id, return_index=True)
             for track_id, row in zip(track_ids, rows, strict=True):
                 self._observe(int(track_id), frame.ts, anchors[row], dets, int(row))
+                if self.classifier is not None:
+                    self._keep_crop(self._tracks[int(track_id)], frame.image, dets.xyxy[row])
         timeout = self.track_timeout_s
         return self._finish(lambda st: (frame.ts - st.last_ts).total_seconds() > timeout)
 
@@ -228,6 +255,19 @@ class LineCounter:
                 continue
             state.decisions[i] = _Decision(i, direction, ts)
 
+    def _keep_crop(self, state: _TrackState, image: Image, xyxy: npt.ArrayLike) -> None:
+        """Keep this box's crop if it is among the track's ``track_crops`` largest so far."""
+        assert self.classifier is not None
+        x1, y1, x2, y2 = np.asarray(xyxy, np.float64)
+        area = float((x2 - x1) * (y2 - y1))
+        if len(state.crops) >= self.cfg.track_crops and area <= state.crops[0][0]:
+            return
+        item = (area, state.frames, self.classifier.crop(image, xyxy))
+        if len(state.crops) < self.cfg.track_crops:
+            heapq.heappush(state.crops, item)
+        else:
+            heapq.heapreplace(state.crops, item)
+
     def _born_in_zone(self, line_index: int, origin: Point) -> bool:
         """Whether ``origin`` lies inside the line's origin zone (or on its edge); True if none."""
         zone = self._pixel_zones[line_index]
@@ -267,11 +307,16 @@ class LineCounter:
             log.warning("track %d: unknown class id %d, not counted", track_id, class_id)
             return []
         vehicle = VehicleClass.from_id(class_id)
-        if vehicle not in self.cfg.classes:
-            return []
         mean_conf = state.conf_sums[class_id] / state.votes[class_id]
         confidence = min(max(mean_conf, 0.0), 1.0)
         if confidence < self.cfg.min_confidence:
+            return []
+        if self.classifier is not None and state.crops:
+            probs = self.classifier.probabilities([c for *_, c in state.crops]).mean(axis=0)
+            if float(probs.max()) >= self.cfg.class_override:
+                vehicle = VehicleClass.from_id(int(probs.argmax()))
+                confidence = min(max(float(probs.max()), 0.0), 1.0)
+        if vehicle not in self.cfg.classes:
             return []
         return [self._crossing(track_id, d, vehicle, confidence) for d in state.decisions.values()]
 

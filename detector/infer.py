@@ -84,6 +84,10 @@ class Detector:
         if cfg.runtime == "torch" and weights.suffix == ".onnx":
             raise CheckpointError(f"{weights}: an ONNX file needs detector.runtime: onnx")
         self.model, self.version = load_network(weights, self.device, cfg.runtime)
+        if cfg.classifier is not None:  # the counted classes depend on it: part of the version
+            if not cfg.classifier.is_file():
+                raise CheckpointError(f"crop classifier not found: {cfg.classifier}")
+            self.version = f"{self.version}+{model_version(cfg.classifier)}"
         self.input_size = self.model.cfg.input_size
         if cfg.runtime == "onnx" and cfg.precision != "fp32":
             log.warning("precision %s applies to runtime torch only; ONNX runs fp32", cfg.precision)

@@ -55,7 +55,7 @@ def export_weights(checkpoint: Path, out: Path) -> str:
     state = load_checkpoint(checkpoint)
     model = {k: v.clone() for k, v in state["model"].items()}
     slim: dict[str, Any] = {
-        k: state[k] for k in ("model_config", "classes", "args", "epoch") if k in state
+        k: state[k] for k in ("kind", "model_config", "classes", "args", "epoch") if k in state
     }
     slim["model"] = model
     slim["metrics"] = {"val": state.get("metrics", {}).get("val", {})}

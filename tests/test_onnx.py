@@ -120,7 +120,7 @@ def test_a_checkpoint_runs_through_its_cached_export(
     assert cached.is_relative_to(tmp_path)
     cached.parent.mkdir(parents=True)
     shutil.copy(onnx_model, cached)
-    det = Detector(DetectorConfig(runtime="onnx"))
+    det = Detector(DetectorConfig(runtime="onnx", classifier=None))
     assert det.version == version
     assert len(det.predict(demo_frames[:2])) == 2
 

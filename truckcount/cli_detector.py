@@ -160,10 +160,43 @@ def train_presence(
     typer.echo(json.dumps(report, indent=None))
 
 
+def train_classifier(
+    data: Annotated[Path, typer.Argument(help="YOLO-format dataset folder (images/, labels/)")],
+    output: Annotated[Path, typer.Option(help="folder for checkpoints and log")] = Path(
+        "runs/classifier"
+    ),
+    epochs: Annotated[int, typer.Option(min=1)] = 8,
+    draws: Annotated[int, typer.Option(min=1, help="crops drawn per epoch")] = 24_000,
+    night_oversample: Annotated[
+        int, typer.Option(min=1, help="times a night box is drawn as often as a day box")
+    ] = 3,
+    input_size: Annotated[int, typer.Option(min=16, max=512, help="crop side in pixels")] = 64,
+    seed: int = 0,
+    device: str = "auto",
+    resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+) -> None:
+    """Train the vehicle-class classifier the counter asks about each counted track's crops."""
+    from truckcount.detector.crop_train import CropTrainArgs, run
+
+    args = CropTrainArgs(
+        data=str(data),
+        output=str(output),
+        epochs=epochs,
+        draws_per_epoch=draws,
+        night_oversample=night_oversample,
+        input_size=input_size,
+        seed=seed,
+        device=device,
+    )
+    report = guard(lambda: run(args, resume))
+    typer.echo(json.dumps(report, indent=None))
+
+
 def register(app: typer.Typer, eval_app: typer.Typer) -> None:
     """Add these commands to the ``truckcount`` application."""
     app.command()(train)
     app.command("train-presence")(train_presence)
+    app.command("train-classifier")(train_classifier)
     app.command("export-weights")(export_weights)
     app.command("export-onnx")(export_onnx)
     eval_app.command("detect")(eval_detect)

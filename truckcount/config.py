@@ -49,6 +49,7 @@ __all__ = [
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "detector" / "weights" / "truckcount.pt"
 DEFAULT_PRESENCE = DEFAULT_WEIGHTS.with_name("presence.pt")
+DEFAULT_CLASSIFIER = DEFAULT_WEIGHTS.with_name("classifier.pt")
 
 
 class CounterConfig(StrictModel):
@@ -72,6 +73,21 @@ class CounterConfig(StrictModel):
     classes: tuple[VehicleClass, ...] = Field(
         (VehicleClass.TRUCK, VehicleClass.BUS, VehicleClass.CAR),
         description="classes whose crossings are recorded",
+    )
+    track_crops: int = Field(
+        4,
+        ge=1,
+        le=32,
+        description="crops of a track's largest boxes kept for the crop classifier "
+        "(detector.classifier), whose averaged probabilities decide a counted track's class",
+    )
+    class_override: float = Field(
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="the crop classifier's class replaces the detector's vote when its averaged "
+        "probability reaches this; below it (an unsure classifier, e.g. on a viewpoint it was "
+        "not trained on) the vote stands",
     )
 
 
@@ -105,6 +121,12 @@ class DetectorConfig(StrictModel):
     """The CNN detector and how it runs."""
 
     weights: Path = Field(DEFAULT_WEIGHTS, description="checkpoint file (.pt)")
+    classifier: Path | None = Field(
+        DEFAULT_CLASSIFIER,
+        description="crop classifier checkpoint that decides the class of each counted track "
+        "from full-resolution crops (default: the shipped one); null leaves the class to the "
+        "detector's vote over the track",
+    )
     score_threshold: float = Field(
         0.1, ge=0.0, le=1.0, description="lowest score kept (the tracker's low threshold uses it)"
     )
@@ -315,7 +337,11 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         spool = storage.get("spool_dir")
         if isinstance(spool, str) and not Path(spool).is_absolute():
             storage["spool_dir"] = str((base / spool).resolve())
-    for section, key in (("detector", "weights"), ("presence", "weights")):
+    for section, key in (
+        ("detector", "weights"),
+        ("detector", "classifier"),
+        ("presence", "weights"),
+    ):
         part = raw.get(section)
         if isinstance(part, dict) and isinstance(part.get(key), str):
             w = Path(part[key])

@@ -22,6 +22,7 @@ from truckcount.aggregator.presence import PresenceTally
 from truckcount.aggregator.tracker import Tracker
 from truckcount.config import AppConfig, CameraConfig
 from truckcount.detector.cascade import Cascade, watched_region
+from truckcount.detector.crop_classifier import CropClassifier
 from truckcount.detector.infer import Detector
 from truckcount.detector.presence import PresenceClassifier
 from truckcount.detector.weights import pick_device
@@ -153,6 +154,12 @@ def load_presence(path: Path, device: str) -> PresenceClassifier:
     return PresenceClassifier(path, pick_device(device))
 
 
+@functools.lru_cache(maxsize=4)
+def load_crop_classifier(path: Path, device: str) -> CropClassifier:
+    """The crop classifier, loaded once per process and shared by all cameras' counters."""
+    return CropClassifier(path, pick_device(device))
+
+
 def build_gate(cfg: AppConfig, camera: CameraConfig) -> Cascade | None:
     """The camera's cascade when ``cascade.enabled``, else None."""
     if not cfg.cascade.enabled:
@@ -190,6 +197,11 @@ def build_stages(cfg: AppConfig, camera: CameraConfig, run: RunInfo) -> CameraSt
             model_version=run.model_version,
             run_id=run.run_id,
             track_timeout_s=cfg.tracker.lost_seconds,
+            classifier=(
+                load_crop_classifier(cfg.detector.classifier, cfg.detector.device)
+                if cfg.detector.classifier is not None
+                else None
+            ),
         ),
         gate=build_gate(cfg, camera),
         presence=build_presence(cfg, camera),

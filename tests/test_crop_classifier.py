@@ -1,0 +1,141 @@
+"""The crop classifier: its crops, checkpoints and training, and the shipped one on real frames."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from tests.test_detector_train import make_dataset
+from truckcount.config import DEFAULT_CLASSIFIER, DetectorConfig
+from truckcount.detector import crop_train
+from truckcount.detector import data as ds
+from truckcount.detector.crop_classifier import KIND, CropClassifier, CropConfig, CropNet, crop_box
+from truckcount.detector.crop_train import CropSet, CropTrainArgs, evaluate, run
+from truckcount.detector.infer import Detector
+from truckcount.detector.weights import (
+    CheckpointError,
+    export_weights,
+    load_checkpoint,
+    save_checkpoint,
+)
+from truckcount.types import CLASSES
+
+KM39 = Path(__file__).resolve().parents[2] / "shared" / "data" / "km39-cctv"
+
+
+def test_a_crop_is_the_box_plus_its_margin_resized() -> None:
+    img = np.zeros((100, 200, 3), np.uint8)
+    img[40:60, 50:90] = 255  # a 40x20 white box
+    out = crop_box(img, [50, 40, 90, 60], CropConfig(input_size=20, margin=0.25))
+    # The box fills the middle two thirds of the crop on each axis (margin 0.25 per side).
+    assert out[5:15, 5:15].min() == 255
+    assert out[0, :].max() == 0 and out[:, 0].max() == 0
+
+
+def test_the_frame_edge_is_repeated_outside_the_frame() -> None:
+    img = np.zeros((50, 50, 3), np.uint8)
+    img[:, :5] = 200  # bright left edge
+    out = crop_box(img, [-20, 10, 10, 40], CropConfig(input_size=16, margin=0.0))
+    assert out[:, :8].min() == 200  # the left half lies outside the frame: edge colour
+
+
+def test_a_crop_barely_depends_on_the_frames_resolution() -> None:
+    rng = np.random.default_rng(0)
+    small = cv2.resize(rng.integers(0, 255, (36, 64, 3), np.uint8), (640, 360))
+    big = cv2.resize(small, (1280, 720), interpolation=cv2.INTER_LINEAR)
+    cfg = CropConfig(input_size=32)
+    a = crop_box(small, [100, 100, 300, 220], cfg).astype(float)
+    b = crop_box(big, [200, 200, 600, 440], cfg).astype(float)
+    assert np.abs(a - b).mean() < 4.0
+
+
+def test_a_detector_checkpoint_is_not_a_classifier(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not a vehicle-class"):
+        CropClassifier(DetectorConfig().weights, torch.device("cpu"))
+    bad = tmp_path / "classifier.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"classifier\.pt"):
+        CropClassifier(bad, torch.device("cpu"))
+
+
+def test_weights_of_another_shape_are_a_clear_error(tmp_path: Path) -> None:
+    state = {
+        "kind": KIND,
+        "model": CropNet(CropConfig(widths=(8, 16))).state_dict(),
+        "model_config": CropConfig().to_dict(),
+        "classes": [c.value for c in CLASSES],
+    }
+    save_checkpoint(state, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        CropClassifier(tmp_path / "c.pt", torch.device("cpu"))
+
+
+def test_a_missing_classifier_is_named_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"missing\.pt"):
+        Detector(DetectorConfig(classifier=tmp_path / "missing.pt"))
+
+
+def test_the_classifier_is_part_of_the_model_version() -> None:
+    with_it = Detector(DetectorConfig()).version
+    without = Detector(DetectorConfig(classifier=None)).version
+    assert with_it.startswith(without + "+classifier-")
+
+
+def test_smoke_train_resumes_where_it_stopped_and_ships(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dataset(tmp_path / "data")
+    args = CropTrainArgs(
+        data=str(data), output=str(tmp_path / "whole"), epochs=2, draws_per_epoch=64,
+        batch_size=16, amp=False,
+    )  # fmt: skip
+    run(args)
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
+
+    # The same run killed after its first epoch, then resumed from its checkpoint.
+    cut = CropTrainArgs(**{**asdict(args), "output": str(tmp_path / "cut")})
+    real_epoch = crop_train._epoch
+
+    def epoch_then_die(epoch: int, *rest: Any) -> float:
+        best = real_epoch(epoch, *rest)
+        if epoch == 0:
+            raise KeyboardInterrupt
+        return best
+
+    monkeypatch.setattr(crop_train, "_epoch", epoch_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(cut)
+    report = run(args, resume=tmp_path / "cut" / "checkpoint.pt")  # its own saved arguments
+    log = [json.loads(line) for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1]
+    resumed = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)  # same as never stopped
+    assert set(report["val"]["all"]) == {c.value for c in CLASSES}
+
+    export_weights(tmp_path / "cut" / "best.pt", tmp_path / "classifier.pt")
+    clf = CropClassifier(tmp_path / "classifier.pt", torch.device("cpu"))
+    img = ds.read_image(next((data / "images").iterdir()))
+    probs = clf.probabilities([clf.crop(img, [10, 10, 60, 50])] * 3)
+    assert probs.shape == (3, len(CLASSES)) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_shipped_classifier_on_validation_boxes() -> None:
+    """On the labelled boxes of frames it never trained on, trucks and cars are told apart."""
+    if not KM39.is_dir():
+        assert os.environ.get("CI") != "true", f"{KM39} is missing under CI"
+        pytest.skip("km39 data not present")
+    _, val = ds.split(ds.load_samples(KM39))
+    clf = CropClassifier(DEFAULT_CLASSIFIER, torch.device("cpu"))
+    report = evaluate(clf.net, CropSet.of([s for s in val if not s.night]))
+    assert report["all"]["truck"]["recall"] >= 0.85
+    assert report["all"]["truck"]["precision"] >= 0.9
+    assert report["all"]["car"]["recall"] >= 0.95
