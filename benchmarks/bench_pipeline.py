@@ -11,6 +11,7 @@ Measured in one process, so every ratio is a same-run ratio:
 - the naive baseline, strictly sequential: OpenCV decodes every frame, the analysed ones go one
   at a time through the eager fp32 detector, then the tracker and counter; and whether both sides
   counted the same crossings per line, class and direction;
+- end to end once more with the crop classifier off (``detector.classifier: null``): its cost;
 - the same on a 1280x720 25 fps H.264 clip made from the demo clip at run time (in a temporary
   folder): the backfill real-time factor at 5 fps analysis.
 Prints one JSON object.
@@ -148,11 +149,12 @@ def _tally(crossings: list[Crossing]) -> Counter[CountKey]:
 
 def _bench_config(clip: Path, det: Detector) -> tuple[AppConfig, RunInfo]:
     # The counting hot path only: the truck-presence feature is off on both sides (it costs about
-    # 3 ms a frame on this CPU; see BENCHMARKS.md).
+    # 3 ms a frame on this CPU; see BENCHMARKS.md). The crop classifier is the detector's.
     cfg = AppConfig.model_validate(
         {
             "cameras": [{"id": "bench", "lines": [LineConfig().model_dump(by_alias=True)]}],
             "presence": {"weights": None},
+            "detector": {"classifier": det.cfg.classifier},
         }
     )
     return cfg, RunInfo("bench", "bench", str(clip), det.version, cfg.digest(), START)
@@ -198,6 +200,8 @@ def pipeline_figures(
     naive_det = Detector(DetectorConfig(batch_size=1))  # eager fp32, shipped weights
     fast, fast_counts = _best_with_result(_end_to_end(clip, det), repeat)
     naive, naive_counts = _best_with_result(_naive(clip, naive_det), repeat)
+    bare = Detector(det_cfg.model_copy(update={"classifier": None}))
+    without = _best(_end_to_end(clip, bare), repeat)
     n = _count(_frames(clip))
     return {
         f"{prefix}_analysed_frames": n,
@@ -207,6 +211,7 @@ def pipeline_figures(
         f"{prefix}_naive_fps": round(n / naive, 1),
         f"{prefix}_naive_real_time_factor": round(media / naive, 2),
         f"{prefix}_end_to_end_over_naive": round(naive / fast, 2),
+        f"{prefix}_end_to_end_fps_without_crop_classifier": round(n / without, 1),
         f"{prefix}_crossings": sum(fast_counts.values()),
         f"{prefix}_naive_crossings": sum(naive_counts.values()),
         f"{prefix}_counts_identical": fast_counts == naive_counts,
