@@ -41,8 +41,8 @@ class CropConfig:
 
     input_size: int = 64
     margin: float = 0.1
-    stem: int = 32
-    widths: tuple[int, ...] = (48, 96, 160, 256)
+    stem: int = 16
+    widths: tuple[int, ...] = (24, 48, 96, 160)
     dropout: float = 0.2
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +90,9 @@ def crop_box(
 ) -> Image:
     """The box (frame pixels) grown by ``cfg.margin`` per side, resized to a square crop.
 
-    Parts outside the frame repeat its edge; shrinking averages pixels (no aliasing), so a box
+    Parts outside the frame repeat its edge; shrinking smooths (a Gaussian pyramid while the box
+    is over twice the crop, then bilinear, or area averaging for a box still over twice the crop
+    on its long side), so there is little aliasing and a box
     of a 1280x720 frame and the same box of a 640x360 frame give nearly the same crop.
 
     Args:
@@ -116,8 +118,9 @@ def crop_box(
     pad = (max(-y0, 0), max(y1_ - rows, 0), max(-x0, 0), max(x1_ - cols, 0))
     if any(pad):
         region = np.asarray(cv2.copyMakeBorder(region, *pad, cv2.BORDER_REPLICATE), np.uint8)
-    shrink = region.shape[0] > s or region.shape[1] > s
-    flags = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    while min(region.shape[:2]) >= 2 * s:  # halve large boxes first: area averaging is slow
+        region = np.asarray(cv2.pyrDown(region), np.uint8)
+    flags = cv2.INTER_AREA if max(region.shape[:2]) > 2 * s else cv2.INTER_LINEAR
     return np.asarray(cv2.resize(region, (s, s), interpolation=flags), np.uint8)
 
 
@@ -136,7 +139,7 @@ class CropClassifier:
             self.net.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
-        self.net.to(device).eval()
+        self.net.to(device).to(memory_format=torch.channels_last).eval()
         self.device = device
         self.version = model_version(path)
 
@@ -149,5 +152,6 @@ class CropClassifier:
         """(N, classes) softmax probabilities of crops made by ``crop``."""
         if not crops:
             return np.zeros((0, len(CLASSES)), np.float32)
-        logits = self.net(to_tensor(crops).to(self.device))
+        x = to_tensor(crops).to(self.device).contiguous(memory_format=torch.channels_last)
+        logits = self.net(x)
         return np.asarray(torch.softmax(logits.float(), 1).cpu().numpy(), np.float32)
