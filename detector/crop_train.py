@@ -243,7 +243,7 @@ def _epoch(
     if f1 > best:
         best = f1
         save_checkpoint(state, out / "best.pt")
-    extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    extra: dict[str, Any] = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
     rng_state = json.dumps(rng.bit_generator.state)
     extra |= {"rng": rng_state, "torch_rng": torch.get_rng_state(), "best_f1": best}
     save_checkpoint({**state, **extra}, out / "checkpoint.pt")
