@@ -3,7 +3,8 @@
 The detector sees a whole frame squeezed to 320x320, where a small truck is a few pixels and often
 scores as a car. The counter keeps, for each live track, a few crops of its largest boxes cut from
 the full frame; when the track ends and has crossed a line, this small CNN classifies those crops
-and its averaged probabilities decide the crossing's class (``aggregator/track_crops.py``).
+and its averaged probabilities decide the crossing's class when they reach
+``counter.class_override`` (``aggregator/lines.py``).
 
 A crop is the box grown by ``margin`` on each side and resized to ``input_size`` squared (so a
 frame's aspect ratio, squeezed or not, does not matter). The network is a convolution stem and
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from truckcount.detector.augment import to_tensor
-from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version
+from truckcount.detector.weights import CheckpointError, load_checkpoint
 from truckcount.types import CLASSES
 
 KIND = "crop-classifier"
@@ -141,7 +142,6 @@ class CropClassifier:
             raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
         self.net.to(device).to(memory_format=torch.channels_last).eval()
         self.device = device
-        self.version = model_version(path)
 
     def crop(self, image: Image, xyxy: npt.ArrayLike) -> Image:
         """The crop this classifier reads for one box of ``image``."""
