@@ -16,6 +16,8 @@ boxes (``detector/crop_train.py``).
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,10 +31,14 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from truckcount.detector.augment import to_tensor
-from truckcount.detector.weights import CheckpointError, load_checkpoint
+from truckcount.detector.onnx_runtime import export_module, onnx_cache, open_session
+from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version
 from truckcount.types import CLASSES
 
+log = logging.getLogger(__name__)
+
 KIND = "crop-classifier"
+INPUT, OUTPUT = "crops", "logits"
 Image = npt.NDArray[np.uint8]
 
 
@@ -126,9 +132,16 @@ def crop_box(
 
 
 class CropClassifier:
-    """The trained classifier: crops -> class probabilities (rows follow ``CLASSES``)."""
+    """The trained classifier: crops -> class probabilities (rows follow ``CLASSES``).
 
-    def __init__(self, path: Path, device: torch.device) -> None:
+    Args:
+        path: a checkpoint written by ``truckcount train-classifier`` (or exported from one).
+        device: where it runs; CUDA when the device is CUDA.
+        runtime: ``torch`` (eager) or ``onnx`` (ONNX Runtime, from an export of the checkpoint
+            kept in the user cache, as for the detector; same probabilities within 1e-5).
+    """
+
+    def __init__(self, path: Path, device: torch.device, runtime: str = "torch") -> None:
         state = load_checkpoint(path)
         if state.get("kind") != KIND:
             raise CheckpointError(f"{path} is not a vehicle-class (crop) classifier checkpoint")
@@ -140,8 +153,26 @@ class CropClassifier:
             self.net.load_state_dict(state["model"])
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
-        self.net.to(device).to(memory_format=torch.channels_last).eval()
+        self.net.eval()
+        self.session = open_session(self._export(path), device) if runtime == "onnx" else None
+        self.net.to(device).to(memory_format=torch.channels_last)
         self.device = device
+
+    def _export(self, path: Path) -> Path:
+        """The cached ONNX export of the checkpoint at ``path`` (written on first use)."""
+        version = model_version(path)
+        out = onnx_cache(version)
+        if not out.is_file():
+            log.info("exporting %s to ONNX at %s", version, out)
+            meta = {
+                "model_version": version,
+                "kind": KIND,
+                "classes": json.dumps([c.value for c in CLASSES]),
+                "model_config": json.dumps(self.cfg.to_dict()),
+            }
+            s = self.cfg.input_size
+            export_module(self.net.float().cpu(), (3, s, s), (INPUT, (OUTPUT,)), meta, out)
+        return out
 
     def crop(self, image: Image, xyxy: npt.ArrayLike) -> Image:
         """The crop this classifier reads for one box of ``image``."""
@@ -152,6 +183,9 @@ class CropClassifier:
         """(N, classes) softmax probabilities of crops made by ``crop``."""
         if not crops:
             return np.zeros((0, len(CLASSES)), np.float32)
-        x = to_tensor(crops).to(self.device).contiguous(memory_format=torch.channels_last)
-        logits = self.net(x)
+        x = to_tensor(crops)
+        if self.session is not None:
+            logits = torch.from_numpy(self.session.run([OUTPUT], {INPUT: x.numpy()})[0])
+        else:
+            logits = self.net(x.to(self.device).contiguous(memory_format=torch.channels_last))
         return np.asarray(torch.softmax(logits.float(), 1).cpu().numpy(), np.float32)

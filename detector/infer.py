@@ -11,7 +11,6 @@ same torch code for both.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from truckcount.config import DetectorConfig
 from truckcount.detector.engine import predict
 from truckcount.detector.model import ModelConfig, TruckNet
-from truckcount.detector.onnx_runtime import OnnxNetwork, export_onnx
+from truckcount.detector.onnx_runtime import OnnxNetwork, export_onnx, onnx_cache
 from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version, pick_device
 from truckcount.types import CLASSES, Detections, Frame
 
@@ -41,12 +40,6 @@ def load_model(path: Path, device: torch.device) -> tuple[TruckNet, str]:
         raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     return model, model_version(path)
-
-
-def onnx_cache(version: str) -> Path:
-    """Where the ONNX export of a checkpoint is kept: ``$XDG_CACHE_HOME/truckcount/onnx``."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return root / "truckcount" / "onnx" / f"{version}.onnx"
 
 
 def onnx_file(weights: Path) -> Path:

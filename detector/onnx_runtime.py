@@ -56,18 +56,41 @@ def export_onnx(model: TruckNet, version: str, out: Path) -> None:
         version: the checkpoint's version string, stored in the file's metadata.
         out: the ``.onnx`` file to write (replaced atomically).
     """
+    s = model.cfg.input_size
+    meta = {
+        "model_version": version,
+        "classes": json.dumps([c.value for c in CLASSES]),
+        "model_config": json.dumps(model.cfg.to_dict()),
+    }
+    export_module(_Heads(model.float().cpu().eval()), (3, s, s), (INPUT, OUTPUTS), meta, out)
+
+
+def export_module(
+    module: nn.Module,
+    item_shape: tuple[int, ...],
+    names: tuple[str, Sequence[str]],
+    meta: dict[str, str],
+    out: Path,
+) -> None:
+    """Export ``module`` (eval mode, CPU, fp32) with a dynamic batch and ``meta`` as metadata.
+
+    Args:
+        module: takes one (B, *item_shape) float tensor.
+        item_shape: the input's shape without the batch dimension.
+        names: the input's name and the outputs' names.
+        meta: string metadata stored in the file (provenance: version, classes, config).
+        out: the ``.onnx`` file to write (replaced atomically).
+    """
     import onnx
 
-    s = model.cfg.input_size
-    example = torch.zeros(2, 3, s, s)
     batch = torch.export.Dim("batch", min=1, max=1024)
     for name in ("onnx_ir", "onnxscript"):  # pass-by-pass chatter at INFO
         logging.getLogger(name).setLevel(logging.WARNING)
     program = torch.onnx.export(
-        _Heads(model.float().cpu().eval()).eval(),
-        (example,),
-        input_names=[INPUT],
-        output_names=list(OUTPUTS),
+        module.eval(),
+        (torch.zeros(2, *item_shape),),
+        input_names=[names[0]],
+        output_names=list(names[1]),
         dynamic_shapes=({0: batch},),
         opset_version=OPSET,
         dynamo=True,
@@ -75,11 +98,6 @@ def export_onnx(model: TruckNet, version: str, out: Path) -> None:
     )
     assert program is not None
     proto = program.model_proto
-    meta = {
-        "model_version": version,
-        "classes": json.dumps([c.value for c in CLASSES]),
-        "model_config": json.dumps(model.cfg.to_dict()),
-    }
     _set_metadata(proto, meta)
     _save_atomic(proto, out, onnx.save_model)
 
@@ -104,6 +122,12 @@ def _save_atomic(proto: Any, out: Path, save: Any) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def onnx_cache(version: str) -> Path:
+    """Where the ONNX export of a checkpoint is kept: ``$XDG_CACHE_HOME/truckcount/onnx``."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "truckcount" / "onnx" / f"{version}.onnx"
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -133,6 +157,22 @@ def providers(device: torch.device) -> list[str]:
     return [p for p in wanted if p in have] + ["CPUExecutionProvider"]
 
 
+def open_session(path: Path, device: torch.device, threads: int | None = None) -> Any:
+    """An ONNX Runtime session on ``device`` with ``threads`` intra-op threads (None: torch's)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads would otherwise spin after each run and take the cores from the
+    # resize, normalisation and decoding around it (about 20 % of end-to-end throughput).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), opts, providers=providers(device))
+    log.info("ONNX Runtime %s on %s", path.name, session.get_providers()[0])
+    return session
+
+
 class OnnxNetwork(nn.Module):
     """An ONNX Runtime session that behaves like ``TruckNet`` (tensor in, dict of heads out).
 
@@ -144,21 +184,11 @@ class OnnxNetwork(nn.Module):
     """
 
     def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         super().__init__()
         meta = read_metadata(path)
         self.cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
         self.version = meta["model_version"]
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle pool threads would otherwise spin after each run and take the cores from the
-        # resize, normalisation and decoding around it (about 20 % of end-to-end throughput).
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), opts, providers=providers(device))
-        log.info("ONNX Runtime %s on %s", path.name, self.session.get_providers()[0])
+        self.session = open_session(path, device, threads)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Run the session on a normalised (B, 3, S, S) batch; outputs come back on CPU."""

@@ -28,6 +28,7 @@ from truckcount.detector.weights import (
 )
 from truckcount.types import CLASSES
 
+DEMO_CLIP = Path(__file__).resolve().parents[1] / "demo" / "km39-siang.mp4"
 KM39 = Path(__file__).resolve().parents[2] / "shared" / "data" / "km39-cctv"
 
 
@@ -87,6 +88,21 @@ def test_the_classifier_is_part_of_the_model_version() -> None:
     with_it = Detector(DetectorConfig()).version
     without = Detector(DetectorConfig(classifier=None)).version
     assert with_it.startswith(without + "+classifier-")
+
+
+def test_onnx_runtime_gives_the_eager_probabilities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    ok, frame = cv2.VideoCapture(str(DEMO_CLIP)).read()  # a real frame of the km39 camera
+    assert ok
+    eager = CropClassifier(DEFAULT_CLASSIFIER, torch.device("cpu"))
+    boxes = [[0, 0, frame.shape[1], frame.shape[0]], [10, 20, 90, 70], [-30, 5, 40, 400]]
+    crops = [eager.crop(frame, b) for b in boxes]
+    onnx = CropClassifier(DEFAULT_CLASSIFIER, torch.device("cpu"), "onnx")
+    assert list((tmp_path / "truckcount" / "onnx").glob("classifier-*.onnx"))  # exported once
+    assert np.abs(onnx.probabilities(crops) - eager.probabilities(crops)).max() < 1e-5
+    assert onnx.probabilities([]).shape == (0, len(CLASSES))
 
 
 def test_smoke_train_resumes_where_it_stopped_and_ships(

@@ -155,9 +155,11 @@ def load_presence(path: Path, device: str) -> PresenceClassifier:
 
 
 @functools.lru_cache(maxsize=4)
-def load_crop_classifier(path: Path, device: str) -> CropClassifier:
-    """The crop classifier, loaded once per process and shared by all cameras' counters."""
-    return CropClassifier(path, pick_device(device))
+def load_crop_classifier(path: Path, device: str, runtime: str) -> CropClassifier:
+    """The crop classifier, loaded once per process and shared by all cameras' counters.
+
+    It runs on the detector's device and runtime (eager PyTorch, or ONNX Runtime)."""
+    return CropClassifier(path, pick_device(device), runtime)
 
 
 def build_gate(cfg: AppConfig, camera: CameraConfig) -> Cascade | None:
@@ -198,7 +200,9 @@ def build_stages(cfg: AppConfig, camera: CameraConfig, run: RunInfo) -> CameraSt
             run_id=run.run_id,
             track_timeout_s=cfg.tracker.lost_seconds,
             classifier=(
-                load_crop_classifier(cfg.detector.classifier, cfg.detector.device)
+                load_crop_classifier(
+                    cfg.detector.classifier, cfg.detector.device, cfg.detector.runtime
+                )
                 if cfg.detector.classifier is not None
                 else None
             ),
