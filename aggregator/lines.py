@@ -291,34 +291,56 @@ class LineCounter:
         return Direction.IN if new > 0 else Direction.OUT
 
     def _finish(self, ended: Callable[[_TrackState], bool]) -> list[Crossing]:
-        """Emit the crossings of ended tracks and delete their state."""
+        """Emit the crossings of ended tracks and delete their state.
+
+        The crops of all tracks ending together go through the classifier in one batch."""
         done = [track_id for track_id, state in self._tracks.items() if ended(state)]
-        out: list[Crossing] = []
+        voted = []
         for track_id in done:
-            out.extend(self._crossings(track_id, self._tracks.pop(track_id)))
+            state = self._tracks.pop(track_id)
+            vote = self._vote(track_id, state)
+            if vote is not None:
+                voted.append((track_id, state, *vote))
+        judged = self._judge([state for _, state, *_ in voted])
+        out: list[Crossing] = []
+        for (track_id, state, vehicle, confidence), probs in zip(voted, judged, strict=True):
+            if probs is not None and float(probs.max()) >= self.cfg.class_override:
+                vehicle = VehicleClass.from_id(int(probs.argmax()))
+                confidence = min(max(float(probs.max()), 0.0), 1.0)
+            if vehicle in self.cfg.classes:
+                out += [
+                    self._crossing(track_id, d, vehicle, confidence)
+                    for d in state.decisions.values()
+                ]
         out.sort(key=lambda c: (c.ts, c.line_id, c.track_id))
         return out
 
-    def _crossings(self, track_id: int, state: _TrackState) -> list[Crossing]:
+    def _vote(self, track_id: int, state: _TrackState) -> tuple[VehicleClass, float] | None:
+        """The detector's class vote over a counted track and its mean confidence; None when
+        the track does not count (too short, no crossing, or too unsure)."""
         if state.frames < self.cfg.min_track_frames or not state.decisions:
-            return []
+            return None
         class_id = max(state.votes, key=lambda c: (state.votes[c], state.conf_sums[c], -c))
         if not 0 <= class_id < len(CLASSES):
             log.warning("track %d: unknown class id %d, not counted", track_id, class_id)
-            return []
-        vehicle = VehicleClass.from_id(class_id)
-        mean_conf = state.conf_sums[class_id] / state.votes[class_id]
-        confidence = min(max(mean_conf, 0.0), 1.0)
+            return None
+        confidence = min(max(state.conf_sums[class_id] / state.votes[class_id], 0.0), 1.0)
         if confidence < self.cfg.min_confidence:
-            return []
-        if self.classifier is not None and state.crops:
-            probs = self.classifier.probabilities([c for *_, c in state.crops]).mean(axis=0)
-            if float(probs.max()) >= self.cfg.class_override:
-                vehicle = VehicleClass.from_id(int(probs.argmax()))
-                confidence = min(max(float(probs.max()), 0.0), 1.0)
-        if vehicle not in self.cfg.classes:
-            return []
-        return [self._crossing(track_id, d, vehicle, confidence) for d in state.decisions.values()]
+            return None
+        return VehicleClass.from_id(class_id), confidence
+
+    def _judge(self, states: list[_TrackState]) -> list[npt.NDArray[np.float32] | None]:
+        """The classifier's mean class probabilities per track (None: no classifier or crops)."""
+        if self.classifier is None or not any(s.crops for s in states):
+            return [None] * len(states)
+        probs = self.classifier.probabilities([c for s in states for *_, c in s.crops])
+        out: list[npt.NDArray[np.float32] | None] = []
+        start = 0
+        for s in states:
+            n = len(s.crops)
+            out.append(probs[start : start + n].mean(axis=0) if n else None)
+            start += n
+        return out
 
     def _crossing(
         self, track_id: int, decision: _Decision, vehicle: VehicleClass, confidence: float

@@ -149,12 +149,13 @@ def _tally(crossings: list[Crossing]) -> Counter[CountKey]:
 
 def _bench_config(clip: Path, det: Detector) -> tuple[AppConfig, RunInfo]:
     # The counting hot path only: the truck-presence feature is off on both sides (it costs about
-    # 3 ms a frame on this CPU; see BENCHMARKS.md). The crop classifier is the detector's.
+    # 3 ms a frame on this CPU; see BENCHMARKS.md). The crop classifier is the detector's and
+    # runs on the detector's runtime, as in the product.
     cfg = AppConfig.model_validate(
         {
             "cameras": [{"id": "bench", "lines": [LineConfig().model_dump(by_alias=True)]}],
             "presence": {"weights": None},
-            "detector": {"classifier": det.cfg.classifier},
+            "detector": {"classifier": det.cfg.classifier, "runtime": det.cfg.runtime},
         }
     )
     return cfg, RunInfo("bench", "bench", str(clip), det.version, cfg.digest(), START)

@@ -141,3 +141,21 @@ def test_a_track_that_never_crosses_is_never_classified() -> None:
 def test_reclassified_tracks_obey_the_recorded_classes() -> None:
     rows = [(y, 60.0, True, CAR, 0.8) for y in (150, 165, 195, 210)]
     assert feed(counter(RedIsTruck(), classes=["car"]), rows) == []
+
+
+def test_tracks_ending_together_are_classified_in_one_batch_each_by_its_own_crops() -> None:
+    # Two vehicles side by side cross together; only the left one is painted red. Both tracks
+    # end at the flush: one classifier call with both tracks' crops, split back per track.
+    judge = RedIsTruck()
+    lc = counter(judge, track_crops=3)
+    out: list[Crossing] = []
+    for k, y in enumerate((150, 165, 195, 210)):
+        frame = make_frame(k * DT)
+        left, right = box_at(200.0, y), box_at(440.0, y)
+        x1, y1, x2, y2 = (round(v) for v in left)
+        frame.image[max(y1, 0) : y2, x1:x2] = RED
+        dets = make_detections(xyxy=[left, right], tracker_id=[1, 2], class_id=CAR)
+        out += lc.update(frame, dets)
+    out += lc.flush()
+    assert {c.track_id: c.class_name for c in out} == {1: TRUCK, 2: CAR}
+    assert judge.batches == [6]
