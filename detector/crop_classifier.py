@@ -154,9 +154,19 @@ class CropClassifier:
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: weights do not fit the network ({exc})") from exc
         self.net.eval()
-        self.session = open_session(self._export(path), device) if runtime == "onnx" else None
+        self.session = self._session(path, device) if runtime == "onnx" else None
         self.net.to(device).to(memory_format=torch.channels_last)
         self.device = device
+
+    def _session(self, path: Path, device: torch.device) -> Any:
+        onnx_path = self._export(path)
+        try:
+            return open_session(onnx_path, device)
+        except Exception as exc:  # onnxruntime's errors share no public base class
+            raise CheckpointError(
+                f"cannot load {onnx_path}, the ONNX export of {path} ({exc}); "
+                "delete it to re-export"
+            ) from exc
 
     def _export(self, path: Path) -> Path:
         """The cached ONNX export of the checkpoint at ``path`` (written on first use)."""
