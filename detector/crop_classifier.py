@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,11 +30,9 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from truckcount.detector.augment import to_tensor
-from truckcount.detector.onnx_runtime import export_module, onnx_cache, open_session
+from truckcount.detector.onnx_runtime import cached_export, export_module, open_session
 from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version
 from truckcount.types import CLASSES
-
-log = logging.getLogger(__name__)
 
 KIND = "crop-classifier"
 INPUT, OUTPUT = "crops", "logits"
@@ -171,18 +168,17 @@ class CropClassifier:
     def _export(self, path: Path) -> Path:
         """The cached ONNX export of the checkpoint at ``path`` (written on first use)."""
         version = model_version(path)
-        out = onnx_cache(version)
-        if not out.is_file():
-            log.info("exporting %s to ONNX at %s", version, out)
-            meta = {
-                "model_version": version,
-                "kind": KIND,
-                "classes": json.dumps([c.value for c in CLASSES]),
-                "model_config": json.dumps(self.cfg.to_dict()),
-            }
-            s = self.cfg.input_size
-            export_module(self.net.float().cpu(), (3, s, s), (INPUT, (OUTPUT,)), meta, out)
-        return out
+        meta = {
+            "model_version": version,
+            "kind": KIND,
+            "classes": json.dumps([c.value for c in CLASSES]),
+            "model_config": json.dumps(self.cfg.to_dict()),
+        }
+        item = (3, self.cfg.input_size, self.cfg.input_size)
+        net = self.net.float().cpu()
+        return cached_export(
+            version, lambda out: export_module(net, item, (INPUT, (OUTPUT,)), meta, out)
+        )
 
     def crop(self, image: Image, xyxy: npt.ArrayLike) -> Image:
         """The crop this classifier reads for one box of ``image``."""

@@ -21,7 +21,7 @@ import torch
 from truckcount.config import DetectorConfig
 from truckcount.detector.engine import predict
 from truckcount.detector.model import ModelConfig, TruckNet
-from truckcount.detector.onnx_runtime import OnnxNetwork, export_onnx, onnx_cache
+from truckcount.detector.onnx_runtime import OnnxNetwork, cached_export, export_onnx
 from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version, pick_device
 from truckcount.types import CLASSES, Detections, Frame
 
@@ -47,11 +47,7 @@ def onnx_file(weights: Path) -> Path:
     if weights.suffix == ".onnx":
         return weights
     model, version = load_model(weights, torch.device("cpu"))
-    out = onnx_cache(version)
-    if not out.is_file():
-        log.info("exporting %s to ONNX at %s", version, out)
-        export_onnx(model, version, out)
-    return out
+    return cached_export(version, lambda out: export_onnx(model, version, out))
 
 
 def load_network(

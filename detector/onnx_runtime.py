@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,15 @@ def onnx_cache(version: str) -> Path:
     """Where the ONNX export of a checkpoint is kept: ``$XDG_CACHE_HOME/truckcount/onnx``."""
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return root / "truckcount" / "onnx" / f"{version}.onnx"
+
+
+def cached_export(version: str, write: Callable[[Path], None]) -> Path:
+    """The cached ONNX file of ``version``; ``write(path)`` exports it there on first use."""
+    out = onnx_cache(version)
+    if not out.is_file():
+        log.info("exporting %s to ONNX at %s", version, out)
+        write(out)
+    return out
 
 
 def read_metadata(path: Path) -> dict[str, str]:

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from truckcount.cli import app
 from truckcount.config import DetectorConfig, load_config
-from truckcount.detector.infer import Detector, onnx_cache
-from truckcount.detector.onnx_runtime import OnnxNetwork, read_metadata
+from truckcount.detector.infer import Detector
+from truckcount.detector.onnx_runtime import OnnxNetwork, onnx_cache, read_metadata
 from truckcount.detector.weights import CheckpointError, model_version
 from truckcount.ingest import open_video
 from truckcount.pipeline import build_stages, process_frames
