@@ -130,7 +130,10 @@ def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> Array:
 
 
 def association_cost(
-    tracks: npt.ArrayLike, dets: npt.ArrayLike, min_iou: float, max_distance: float
+    tracks: npt.ArrayLike,
+    dets: npt.ArrayLike,
+    min_iou: float,
+    max_distance: float,
 ) -> Array:
     """Cost of matching predicted track boxes (M, 4) to detected boxes (N, 4).
 
@@ -148,6 +151,21 @@ def association_cost(
     dist = np.linalg.norm(tc[:, None, :] - dc[None, :, :], axis=2) / diag[:, None]
     allowed = (iou >= min_iou) | (dist <= max_distance)
     return np.where(allowed, 1.0 - iou + dist, _GATED)
+
+
+def sizes_agree(
+    tracks: npt.ArrayLike, dets: npt.ArrayLike, max_change: float
+) -> npt.NDArray[np.bool_]:
+    """(M, N): whether each pair's sizes (square roots of the box areas) differ by at most
+    the factor ``max_change``."""
+
+    def size(boxes: npt.ArrayLike) -> Array:
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        sides = np.clip(b[:, 2:] - b[:, :2], _MIN_SIDE, None)
+        return np.sqrt(sides[:, 0] * sides[:, 1])
+
+    ratio = size(dets)[None, :] / size(tracks)[:, None]
+    return np.asarray(np.abs(np.log(ratio)) <= math.log(max_change))
 
 
 class Tracker:
@@ -233,9 +251,13 @@ class Tracker:
         if not tracks or rows.size == 0:
             return tracks, rows
         boxes = np.stack([tr.xyxy for tr in tracks])
-        cost = association_cost(
-            boxes, dets.xyxy[rows], self.cfg.match_iou, self.cfg.max_center_distance
-        )
+        cfg = self.cfg
+        cost = association_cost(boxes, dets.xyxy[rows], cfg.match_iou, cfg.max_center_distance)
+        lost = [k for k, tr in enumerate(tracks) if tr.state is TrackState.LOST]
+        if lost and cfg.max_size_change > 0:
+            # A track that coasted unseen only takes a box of about its own size.
+            ok = sizes_agree(boxes[lost], dets.xyxy[rows], cfg.max_size_change)
+            cost[lost] = np.where(ok, cost[lost], _GATED)
         ti, di = linear_sum_assignment(cost)
         used_t: set[int] = set()
         used_d: set[int] = set()

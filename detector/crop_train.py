@@ -4,7 +4,8 @@ Crops come from the labelled boxes of the detector's data, on the same time spli
 (``detector/data.py``). Each training crop is cut from the full image with its box shifted and
 resized a little (the counter crops detector boxes, which are never exact), then flipped,
 colour-jittered, blurred or darkened like night. Draws are balanced: a box is drawn with weight
-1 / sqrt(its class's box count), night boxes ``night_oversample`` times as often. AdamW with a
+1 / (its class's box count) ** ``class_balance`` (1: every class equally often), night boxes
+``night_oversample`` times as often. AdamW with a
 one-cycle schedule, bf16 autocast on CPU, a checkpoint every epoch (``--resume`` continues one),
 and the epoch with the best validation truck F1 is kept as ``best.pt``.
 """
@@ -52,6 +53,7 @@ class CropTrainArgs:
     lr: float = 2e-3
     weight_decay: float = 0.05
     night_oversample: int = 3
+    class_balance: float = 1.0
     input_size: int = 64
     seed: int = 0
     amp: bool = True
@@ -88,9 +90,11 @@ class CropSet:
             np.asarray(night, bool),
         )
 
-    def draw_weights(self, night_oversample: int) -> npt.NDArray[np.float64]:
-        counts = np.bincount(self.classes, minlength=len(CLASSES)).clip(min=1)
-        w = 1.0 / np.sqrt(counts[self.classes]) * np.where(self.night, night_oversample, 1)
+    def draw_weights(self, night_oversample: int, balance: float) -> npt.NDArray[np.float64]:
+        """Each box's draw probability: 1 / (class box count) ** balance, night boxes
+        ``night_oversample`` times as likely."""
+        counts = np.bincount(self.classes, minlength=len(CLASSES)).clip(min=1).astype(np.float64)
+        w = counts[self.classes] ** -balance * np.where(self.night, night_oversample, 1.0)
         return np.asarray(w / w.sum(), np.float64)
 
 
@@ -123,7 +127,9 @@ def train_epoch(
     net.train()
     device = next(net.parameters()).device
     picks = rng.choice(
-        len(crops.classes), args.draws_per_epoch, p=crops.draw_weights(args.night_oversample)
+        len(crops.classes),
+        args.draws_per_epoch,
+        p=crops.draw_weights(args.night_oversample, args.class_balance),
     )
     total, steps = 0.0, 0
     for i in tqdm(range(0, len(picks), args.batch_size), "training", leave=False):

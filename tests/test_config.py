@@ -45,6 +45,7 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
             r"expected coordinates in \[0, 1\]",
         ),
         ({"tracker": {"low_threshold": 0.6, "high_threshold": 0.5}}, "must not exceed"),
+        ({"tracker": {"max_size_change": 0.5}}, r"0 \(off\) or a factor >= 1"),
         ({"cameras": [_cam(), _cam()]}, "camera 'cam1' is configured twice"),
         (
             {"cameras": [_cam(lines=[{"id": "a"}, {"id": "a", "a": [0, 0.1], "b": [1, 0.1]}])]},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,24 @@ def test_onnx_runtime_gives_the_eager_probabilities(
     cached.write_bytes(b"truncated")
     with pytest.raises(CheckpointError, match="delete it to re-export"):
         CropClassifier(DEFAULT_CLASSIFIER, torch.device("cpu"), "onnx")
+
+
+@pytest.mark.parametrize(
+    "balance, share",
+    [(1.0, [1 / 3] * 3), (0.5, [1 / 6, 2 / 6, 3 / 6]), (0.0, [1 / 14, 4 / 14, 9 / 14])],
+)
+def test_draws_balance_the_classes(balance: float, share: list[float]) -> None:
+    """1, 4 and 9 day boxes of truck, bus and car: drawn equally, by square root, or as labelled;
+    a night box is drawn ``night_oversample`` times as often as a day box of its class."""
+    classes = np.repeat(np.arange(3), [1, 4, 9])
+    crops = CropSet(
+        [], np.zeros(14, np.int64), np.zeros((14, 4), np.float32), classes, np.zeros(14, bool)
+    )
+    p = crops.draw_weights(night_oversample=3, balance=balance)
+    assert np.bincount(classes, weights=p).tolist() == pytest.approx(share)
+    night = replace(crops, night=classes == 1)
+    q = night.draw_weights(night_oversample=3, balance=balance)
+    assert q[1] / q[0] == pytest.approx(3 * p[1] / p[0])
 
 
 def test_smoke_train_resumes_where_it_stopped_and_ships(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import box_centred, make_detections
-from truckcount.aggregator.tracker import Tracker, association_cost, iou_matrix
+from truckcount.aggregator.tracker import Tracker, association_cost, iou_matrix, sizes_agree
 from truckcount.config import TrackerConfig
 from truckcount.types import VehicleClass
 
@@ -206,6 +206,54 @@ def test_reappearing_box_keeps_id_and_ids_are_never_reused() -> None:
     run_table(REAPPEARS)
 
 
+def away(k: int, side: float = 80.0) -> list[float]:
+    """A vehicle driving away at 5 fps: 20 px right and 30 px up per frame."""
+    return box_centred(100 + 20 * k, 500 - 30 * k, side, side)
+
+
+def far(k: int) -> list[float]:
+    """A far, small vehicle, first seen where ``away`` predicts the lost vehicle at 1.4 s."""
+    return box_centred(240 + 4 * k, 290 - 6 * k, 25, 25)
+
+
+# A near vehicle is lost (hidden behind another) and, where its track is predicted to be, a
+# far, small vehicle shows up: a different vehicle, which must not inherit the lost track's id
+# (it would carry the lost track over a counting line it never crossed).
+LOST_TRACK_MEETS_SMALLER_VEHICLE: list[Row] = [
+    (0.0, [away(0)], [0.9], ["-"]),
+    (0.2, [away(1)], [0.9], ["a"]),
+    (0.4, [away(2)], [0.9], ["a"]),
+    (0.6, [], [], []),
+    (0.8, [], [], []),
+    (1.0, [], [], []),
+    (1.2, [], [], []),
+    (1.4, [far(0)], [0.9], ["-"]),  # centred on a's prediction, a third of its size
+    (1.6, [far(1)], [0.9], ["b"]),
+]
+
+# The same vehicle seen again after the gap keeps its id, a little smaller as it drives away.
+LOST_TRACK_REAPPEARS_SMALLER: list[Row] = [
+    *LOST_TRACK_MEETS_SMALLER_VEHICLE[:7],
+    (1.4, [away(7, side=60)], [0.9], ["a"]),
+]
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [LOST_TRACK_MEETS_SMALLER_VEHICLE, LOST_TRACK_REAPPEARS_SMALLER],
+    ids=["other-vehicle", "same-vehicle"],
+)
+def test_lost_track_only_takes_a_box_of_its_size(rows: list[Row]) -> None:
+    run_table(rows)
+
+
+def test_without_the_size_gate_a_lost_track_jumps_to_another_vehicle() -> None:
+    """Why ``max_size_change`` exists: the far car takes over the lost near vehicle's id."""
+    cfg = CFG.model_copy(update={"max_size_change": 0.0})
+    with pytest.raises(AssertionError, match="labels share ids"):
+        run_table([*LOST_TRACK_MEETS_SMALLER_VEHICLE[:-2], (1.4, [far(0)], [0.9], ["b"])], cfg)
+
+
 def test_input_is_not_mutated_and_classes_pass_through() -> None:
     boxes = [box_centred(100, 100, 60, 40), box_centred(300, 100, 60, 40)]
     classes = [VehicleClass.CAR, VehicleClass.BUS]
@@ -250,3 +298,13 @@ def test_association_cost_gates_far_boxes() -> None:
     assert cost[0] == pytest.approx(0.0)
     assert cost[1] == pytest.approx(1 - 10 / 50 + 20 / 50)  # IoU 0.2, distance 0.4
     assert cost[2] >= 1e6
+
+
+@pytest.mark.parametrize(
+    "side, allowed",
+    [(40, True), (20, True), (14, False), (80, True), (81, False)],
+)
+def test_sizes_agree_within_the_factor(side: float, allowed: bool) -> None:
+    track = [box_centred(100, 100, 40, 40)]
+    det = [box_centred(300, 100, side, side)]
+    assert sizes_agree(track, det, 2.0).tolist() == [[allowed]]

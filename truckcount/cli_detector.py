@@ -170,6 +170,15 @@ def train_classifier(
     night_oversample: Annotated[
         int, typer.Option(min=1, help="times a night box is drawn as often as a day box")
     ] = 3,
+    class_balance: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="a box is drawn with weight 1 / (its class's box count) to this power: "
+            "1 draws every class equally often, 0 as labelled",
+        ),
+    ] = 1.0,
     input_size: Annotated[int, typer.Option(min=16, max=512, help="crop side in pixels")] = 64,
     seed: int = 0,
     device: str = "auto",
@@ -184,6 +193,7 @@ def train_classifier(
         epochs=epochs,
         draws_per_epoch=draws,
         night_oversample=night_oversample,
+        class_balance=class_balance,
         input_size=input_size,
         seed=seed,
         device=device,

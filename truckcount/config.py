@@ -105,6 +105,13 @@ class TrackerConfig(StrictModel):
         description="also associate a box whose centre lies within this many diagonals of the "
         "track's predicted box, even below match_iou (fast vehicles at 5 fps); 0 disables",
     )
+    max_size_change: float = Field(
+        1.75,
+        ge=0,
+        description="a lost track (unseen on the last frame) only takes a box whose size (square "
+        "root of its area) is within this factor of its own, so it cannot jump to a nearby "
+        "vehicle of another size; 0 disables",
+    )
     lost_seconds: float = Field(1.5, gt=0, description="keep a lost track this long (media time)")
 
     @model_validator(mode="after")
@@ -113,6 +120,10 @@ class TrackerConfig(StrictModel):
             raise ValueError(
                 f"low_threshold {self.low_threshold} must not exceed "
                 f"high_threshold {self.high_threshold}"
+            )
+        if 0 < self.max_size_change < 1:
+            raise ValueError(
+                f"max_size_change {self.max_size_change} must be 0 (off) or a factor >= 1"
             )
         return self
 
