@@ -130,10 +130,7 @@ def iou_matrix(a: npt.ArrayLike, b: npt.ArrayLike) -> Array:
 
 
 def association_cost(
-    tracks: npt.ArrayLike,
-    dets: npt.ArrayLike,
-    min_iou: float,
-    max_distance: float,
+    tracks: npt.ArrayLike, dets: npt.ArrayLike, min_iou: float, max_distance: float
 ) -> Array:
     """Cost of matching predicted track boxes (M, 4) to detected boxes (N, 4).
 

@@ -5,9 +5,9 @@ Crops come from the labelled boxes of the detector's data, on the same time spli
 resized a little (the counter crops detector boxes, which are never exact), then flipped,
 colour-jittered, blurred or darkened like night. Draws are balanced: a box is drawn with weight
 1 / (its class's box count) ** ``class_balance`` (1: every class equally often), night boxes
-``night_oversample`` times as often. AdamW with a
-one-cycle schedule, bf16 autocast on CPU, a checkpoint every epoch (``--resume`` continues one),
-and the epoch with the best validation truck F1 is kept as ``best.pt``.
+``night_oversample`` times as often. AdamW with a one-cycle schedule, bf16 autocast on CPU, a
+checkpoint every epoch (``--resume`` continues one), and the epoch with the best validation truck
+F1 is kept as ``best.pt``.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def run(args: CropTrainArgs, resume: Path | None = None) -> dict[str, Any]:
     """
     state = load_checkpoint(resume) if resume is not None else None
     if state is not None:
-        args = CropTrainArgs(**state["args"])
+        # Runs saved before ``class_balance`` existed drew classes by the square root.
+        args = CropTrainArgs(**{"class_balance": 0.5, **state["args"]})
         log.info("resuming %s after epoch %d", resume, state["epoch"])
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
