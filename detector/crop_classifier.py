@@ -16,7 +16,6 @@ boxes (``detector/crop_train.py``).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +29,12 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from truckcount.detector.augment import to_tensor
-from truckcount.detector.onnx_runtime import cached_export, export_module, open_session
+from truckcount.detector.onnx_runtime import (
+    cached_export,
+    export_module,
+    open_session,
+    provenance,
+)
 from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version
 from truckcount.types import CLASSES
 
@@ -168,12 +172,7 @@ class CropClassifier:
     def _export(self, path: Path) -> Path:
         """The cached ONNX export of the checkpoint at ``path`` (written on first use)."""
         version = model_version(path)
-        meta = {
-            "model_version": version,
-            "kind": KIND,
-            "classes": json.dumps([c.value for c in CLASSES]),
-            "model_config": json.dumps(self.cfg.to_dict()),
-        }
+        meta = provenance(version, self.cfg.to_dict(), kind=KIND)
         item = (3, self.cfg.input_size, self.cfg.input_size)
         net = self.net.float().cpu()
         return cached_export(

@@ -57,12 +57,19 @@ def export_onnx(model: TruckNet, version: str, out: Path) -> None:
         out: the ``.onnx`` file to write (replaced atomically).
     """
     s = model.cfg.input_size
-    meta = {
+    meta = provenance(version, model.cfg.to_dict())
+    export_module(_Heads(model.float().cpu().eval()), (3, s, s), (INPUT, OUTPUTS), meta, out)
+
+
+def provenance(version: str, config: dict[str, Any], **extra: str) -> dict[str, str]:
+    """The metadata an export carries: the checkpoint's version, the class names and the
+    network's config (JSON), plus ``extra``."""
+    return {
         "model_version": version,
         "classes": json.dumps([c.value for c in CLASSES]),
-        "model_config": json.dumps(model.cfg.to_dict()),
+        "model_config": json.dumps(config),
+        **extra,
     }
-    export_module(_Heads(model.float().cpu().eval()), (3, s, s), (INPUT, OUTPUTS), meta, out)
 
 
 def export_module(
