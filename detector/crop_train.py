@@ -34,6 +34,7 @@ from tqdm import tqdm
 from truckcount.detector import data as ds
 from truckcount.detector.augment import colour_jitter, darken, to_tensor
 from truckcount.detector.crop_classifier import KIND, CropConfig, CropNet, crop_box
+from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
 from truckcount.types import CLASSES
 
@@ -54,6 +55,7 @@ class CropTrainArgs:
     weight_decay: float = 0.05
     night_oversample: int = 3
     class_balance: float = 1.0
+    label_fixes: str | None = None  # class corrections applied to the labels (label_fixes.py)
     input_size: int = 64
     seed: int = 0
     amp: bool = True
@@ -198,7 +200,7 @@ def run(args: CropTrainArgs, resume: Path | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     device, cfg = pick_device(args.device), CropConfig(input_size=args.input_size)
-    train, val = ds.split(ds.load_samples(Path(args.data)))
+    train, val = ds.split(ds.load_samples(Path(args.data), fixes=read_optional(args.label_fixes)))
     train_set, val_set = CropSet.of(train), CropSet.of(val)
     log.info("crops: %d training, %d validation", len(train_set.classes), len(val_set.classes))
     net = CropNet(cfg).to(device).to(memory_format=torch.channels_last)

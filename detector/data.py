@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from truckcount.detector.label_fixes import LabelFixError, LabelFixes
 from truckcount.types import VehicleClass
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ class Sample:
         return "malam" in self.sequence or "night" in self.sequence
 
 
-def read_class_map(root: Path) -> dict[int, int]:
-    """Map source class ids of ``root/data.yaml`` to merged class ids (unknown names dropped)."""
+def read_class_names(root: Path) -> dict[int, str]:
+    """Source class ids and names of ``root/data.yaml``."""
     path = root / "data.yaml"
     if not path.is_file():
         raise LabelError(f"{path}: missing; it must name the classes")
@@ -64,15 +65,27 @@ def read_class_map(root: Path) -> dict[int, int]:
     except (yaml.YAMLError, KeyError, TypeError) as exc:
         raise LabelError(f"{path}: cannot read class names ({exc})") from exc
     items = names.items() if isinstance(names, dict) else enumerate(names)
-    mapping = {int(i): MERGE[str(n)].id for i, n in items if str(n) in MERGE}
+    return {int(i): str(n) for i, n in items}
+
+
+def read_class_map(root: Path) -> dict[int, int]:
+    """Map source class ids of ``root/data.yaml`` to merged class ids (unknown names dropped)."""
+    names = read_class_names(root)
+    mapping = {i: MERGE[n].id for i, n in names.items() if n in MERGE}
     if not mapping:
-        raise LabelError(f"{path}: none of the class names {list(names)} is a known vehicle")
+        known = list(names.values())
+        raise LabelError(f"{root / 'data.yaml'}: none of the class names {known} is a vehicle")
     return mapping
 
 
-def parse_label_file(path: Path, class_map: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Read one YOLO label file; raise ``LabelError`` naming the file and line when malformed."""
+def parse_label_file(
+    path: Path, class_map: dict[int, int], fixes: dict[int, tuple[int, int]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read one YOLO label file; raise ``LabelError`` naming the file and line when malformed.
+
+    ``fixes`` maps a line number to (source class it must have, source class it gets)."""
     boxes, classes = [], []
+    fixes = dict(fixes or {})
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         parts = line.split()
         if not parts:
@@ -83,20 +96,39 @@ def parse_label_file(path: Path, class_map: dict[int, int]) -> tuple[np.ndarray,
             raise LabelError(f"{path}:{lineno}: expected 'class cx cy w h', got {line!r}") from exc
         if len(parts) != 5 or not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
             raise LabelError(f"{path}:{lineno}: expected 5 fields in [0, 1], got {line!r}")
+        if lineno in fixes:
+            cls = _fixed(path, lineno, cls, fixes.pop(lineno))
         if cls not in class_map:
             continue
         boxes.append([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
         classes.append(class_map[cls])
+    if fixes:
+        raise LabelFixError(f"{path}: a label fix names line {min(fixes)}, which has no box")
     arr = np.clip(np.asarray(boxes, np.float32).reshape(-1, 4), 0.0, 1.0)
     return arr, np.asarray(classes, np.int64)
 
 
-def load_samples(root: Path, *, keep_unlabelled: bool = False) -> list[Sample]:
-    """Read every labelled image under ``root``, sorted by sequence and index."""
+def _fixed(path: Path, lineno: int, cls: int, fix: tuple[int, int]) -> int:
+    """The class a fixed line gets, after checking it has the class the fix expects."""
+    was, to = fix
+    if cls != was:
+        raise LabelFixError(
+            f"{path}:{lineno}: a label fix expects class {was} here, the file has {cls} "
+            "(the folder changed since the fixes were written)"
+        )
+    return to
+
+
+def load_samples(
+    root: Path, *, keep_unlabelled: bool = False, fixes: LabelFixes | None = None
+) -> list[Sample]:
+    """Read every labelled image under ``root``, sorted by sequence and index, with the class
+    corrections of ``fixes`` applied (each must match a line of the folder)."""
     img_dir, lbl_dir = root / "images", root / "labels"
     if not img_dir.is_dir() or not lbl_dir.is_dir():
         raise LabelError(f"{root}: expected 'images/' and 'labels/' folders")
     class_map = read_class_map(root)
+    pending = fixes.resolve(read_class_names(root)) if fixes is not None else {}
     samples = []
     for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         m = _NAME.match(img.stem)
@@ -105,8 +137,13 @@ def load_samples(root: Path, *, keep_unlabelled: bool = False) -> list[Sample]:
             continue
         if label.stat().st_size == 0 and not keep_unlabelled:
             continue  # empty file = unlabelled frame, not an empty road
-        boxes, classes = parse_label_file(label, class_map)
+        boxes, classes = parse_label_file(label, class_map, pending.pop(img.stem, None))
         samples.append(Sample(img, m["seq"], int(m["idx"]), boxes, classes))
+    if pending and fixes is not None:
+        raise LabelFixError(
+            f"{fixes.path}: fixes name {len(pending)} label files missing or empty in {root} "
+            f"(first: {min(pending)})"
+        )
     if not samples:
         raise LabelError(f"{root}: no labelled images found")
     samples.sort(key=lambda s: (s.sequence, s.index))

@@ -21,6 +21,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryF1Score, BinaryPrecis
 
 from truckcount.detector import data as ds
 from truckcount.detector.augment import colour_jitter, darken, to_tensor
+from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.presence import PresenceConfig, PresenceNet, cell_targets
 from truckcount.detector.weights import pick_device, save_checkpoint
 from truckcount.types import CLASSES
@@ -41,6 +42,7 @@ class PresenceTrainArgs:
     weight_decay: float = 1e-4
     seed: int = 0
     threshold: float = 0.5
+    label_fixes: str | None = None  # class corrections applied to the labels (label_fixes.py)
 
 
 def _augmented(img: np.ndarray, target: np.ndarray, rng: np.random.Generator, grid: int) -> Arrays:
@@ -125,7 +127,7 @@ def run(args: PresenceTrainArgs) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     device, cfg = pick_device("auto"), PresenceConfig()
-    train, val = ds.split(ds.load_samples(Path(args.data)))
+    train, val = ds.split(ds.load_samples(Path(args.data), fixes=read_optional(args.label_fixes)))
     train_data, val_data = _tensors(train, cfg), _tensors(val, cfg)
     net = PresenceNet(cfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)

@@ -10,6 +10,7 @@ from truckcount.detector.data import cache_images, is_validation, load_samples
 from truckcount.detector.engine import predict
 from truckcount.detector.evaluate import evaluate_predictions
 from truckcount.detector.infer import load_network
+from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.weights import pick_device
 
 
@@ -18,17 +19,19 @@ def evaluate_folder(
     weights: Path | None = None,
     threshold: float | None = None,
     split: str = "all",
+    label_fixes: Path | None = None,
 ) -> dict[str, Any]:
     """Run the model on every labelled image of ``data`` and compute the detection report.
 
     ``threshold`` defaults to the tracker's first-stage score: the score a box needs to count.
     ``split`` keeps ``all`` frames, or only the project's time-split ``val`` or ``train`` frames.
+    ``label_fixes`` names a CSV of class corrections applied to the labels first.
     """
     if split not in ("all", "val", "train"):
         raise ValueError(f"split {split!r}: expected all, val or train")
     weights = weights or DetectorConfig().weights
     threshold = TrackerConfig().high_threshold if threshold is None else threshold
-    samples = load_samples(data)
+    samples = load_samples(data, fixes=read_optional(label_fixes))
     if split != "all":
         samples = [s for s in samples if is_validation(s) == (split == "val")]
     if not samples:

@@ -27,6 +27,7 @@ from truckcount.detector import data as ds
 from truckcount.detector.augment import AugmentConfig, DetectionDataset
 from truckcount.detector.engine import predict, train_one_epoch
 from truckcount.detector.evaluate import evaluate_predictions
+from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.paste import InstanceBank
 from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
@@ -62,6 +63,7 @@ class TrainArgs:
     test_only: bool = False
     eval_threshold: float = 0.3
     limit: int | None = None  # use only the first N training frames (smoke tests)
+    label_fixes: str | None = None  # class corrections applied to the labels (label_fixes.py)
 
 
 def seed_everything(seed: int) -> None:
@@ -71,7 +73,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list[Any]]:
-    samples = ds.load_samples(Path(args.data))
+    samples = ds.load_samples(Path(args.data), fixes=read_optional(args.label_fixes))
     train, val = ds.split(samples)
     if args.limit is not None:
         train, val = train[: args.limit], val[: max(args.limit // 2, 1)]

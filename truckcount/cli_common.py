@@ -16,6 +16,13 @@ T = TypeVar("T")
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML config file", show_default=False)
 ]
+LabelFixesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="CSV of class corrections to the labels (image,line,was,to,note)",
+        show_default=False,
+    ),
+]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from truckcount.cli_common import guard
+from truckcount.cli_common import LabelFixesOpt, guard
 
 log = logging.getLogger("truckcount")
 
@@ -55,6 +55,7 @@ def train(
     init: Annotated[Path | None, typer.Option(help="fine-tune from these weights")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate")] = False,
     limit: Annotated[int | None, typer.Option(help="use the first N training frames")] = None,
+    label_fixes: LabelFixesOpt = None,
 ) -> None:
     """Train the detector from scratch (time split: validation = siang + late night)."""
     from truckcount.detector.train import TrainArgs
@@ -82,6 +83,7 @@ def train(
         init=str(init) if init else None,
         test_only=test_only,
         limit=limit,
+        label_fixes=str(label_fixes) if label_fixes else None,
     )
     report = guard(lambda: train_run(args))
     typer.echo(json.dumps(report.get("all", {}), indent=None))
@@ -135,12 +137,13 @@ def eval_detect(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     threshold: Annotated[float | None, typer.Option(help="score threshold for P/R")] = None,
     split: Annotated[str, typer.Option(help="all, or the time split's val / train frames")] = "all",
+    label_fixes: LabelFixesOpt = None,
 ) -> None:
     """COCO-style AP50 / AP50-95 per class, per sequence and day/night, and P/R at threshold."""
     from truckcount.detector.report import evaluate_folder, format_report
 
     def go() -> dict[str, Any]:
-        return evaluate_folder(data, weights, threshold, split)
+        return evaluate_folder(data, weights, threshold, split, label_fixes)
 
     report = guard(go)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
@@ -151,11 +154,18 @@ def train_presence(
     output: Annotated[Path, typer.Option(help="folder for checkpoints")] = Path("runs/presence"),
     epochs: Annotated[int, typer.Option(min=1)] = 12,
     seed: int = 0,
+    label_fixes: LabelFixesOpt = None,
 ) -> None:
     """Train the truck-presence classifier of the cascade (same time split as the detector)."""
     from truckcount.detector.presence_train import PresenceTrainArgs, run
 
-    args = PresenceTrainArgs(data=str(data), output=str(output), epochs=epochs, seed=seed)
+    args = PresenceTrainArgs(
+        data=str(data),
+        output=str(output),
+        epochs=epochs,
+        seed=seed,
+        label_fixes=str(label_fixes) if label_fixes else None,
+    )
     report = guard(lambda: run(args))
     typer.echo(json.dumps(report, indent=None))
 
@@ -183,6 +193,7 @@ def train_classifier(
     seed: int = 0,
     device: str = "auto",
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
+    label_fixes: LabelFixesOpt = None,
 ) -> None:
     """Train the vehicle-class classifier the counter asks about each counted track's crops."""
     from truckcount.detector.crop_train import CropTrainArgs, run
@@ -197,6 +208,7 @@ def train_classifier(
         input_size=input_size,
         seed=seed,
         device=device,
+        label_fixes=str(label_fixes) if label_fixes else None,
     )
     report = guard(lambda: run(args, resume))
     typer.echo(json.dumps(report, indent=None))

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from truckcount.cli_common import LabelFixesOpt
+
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as plain-text tables."""
@@ -123,12 +125,14 @@ def eval_counts(
     write_baseline: Annotated[
         Path | None, typer.Option(help="also write the report without crossing lists here")
     ] = None,
+    label_fixes: LabelFixesOpt = None,
 ) -> None:
     """Count accuracy against ground truth linked from the labels, per sequence/class/direction."""
     from truckcount.aggregator.groundtruth import load_spec
     from truckcount.cli_common import guard as _guard
     from truckcount.config import load_config
     from truckcount.count_eval import baseline_view, evaluate_counts
+    from truckcount.detector.label_fixes import read_optional
 
     def go() -> dict[str, Any]:
         cfg = load_config(config)
@@ -136,7 +140,8 @@ def eval_counts(
             det = cfg.detector.model_copy(update={"weights": weights})
             cfg = cfg.model_copy(update={"detector": det})
         spec = load_spec(sequences) if sequences is not None else None
-        return evaluate_counts(data, cfg, spec, camera_id=camera)
+        fixes = read_optional(label_fixes)
+        return evaluate_counts(data, cfg, spec, camera_id=camera, fixes=fixes)
 
     report = _guard(go)
     if write_baseline is not None:

@@ -36,6 +36,7 @@ from truckcount.detector.cascade import CascadeStats
 from truckcount.detector.data import Sample, load_samples, read_image
 from truckcount.detector.evaluate import average_precision
 from truckcount.detector.infer import Detector
+from truckcount.detector.label_fixes import LabelFixes
 from truckcount.ingest.images import ImageSequence, open_image_sequence
 from truckcount.pipeline import CameraStages, build_stages, process_frames
 from truckcount.types import Crossing, Detections, Frame, RunInfo
@@ -154,6 +155,7 @@ def evaluate_counts(
     *,
     camera_id: str | None = None,
     match: MatchConfig | None = None,
+    fixes: LabelFixes | None = None,
 ) -> dict[str, Any]:
     """Evaluate counting on the labelled sequences of a YOLO-format folder.
 
@@ -163,12 +165,13 @@ def evaluate_counts(
         spec: the sequences; None evaluates every sequence at the camera's analysis rate.
         camera_id: camera whose lines are counted; None when the config has exactly one.
         match: crossing matching rules.
+        fixes: class corrections applied to the labels before ground truth is linked.
 
     Returns:
         The report as one JSON-ready dict (see ``docs/counting.md``).
     """
     camera = _choose_camera(cfg, camera_id)
-    samples = load_samples(data)
+    samples = load_samples(data, fixes=fixes)
     spec = spec or default_spec(samples, camera)
     bench = _Bench(data, cfg, camera, _KeepingDetector(cfg.detector))
     results = []

@@ -1,0 +1,123 @@
+"""Label fixes: class corrections kept beside a labelled folder, applied when it is read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.test_detector_train import make_dataset
+from truckcount.cli import app
+from truckcount.detector.data import load_samples
+from truckcount.detector.label_fixes import LabelFixError, read_label_fixes
+
+TRUCK, CAR = 0, 2  # merged ids
+HEADER = "image,line,was,to,note\n"
+
+
+def _two_box_dataset(root: Path) -> Path:
+    """The synthetic folder, with adit-00001 holding a truck on line 1 and a car on line 2."""
+    data = make_dataset(root)
+    (data / "labels" / "adit-00001.txt").write_text(
+        "0 0.30 0.30 0.20 0.20\n1 0.70 0.70 0.20 0.20\n"
+    )
+    return data
+
+
+def _classes(data: Path, fixes_csv: str | None, tmp_path: Path) -> dict[str, list[int]]:
+    fixes = None
+    if fixes_csv is not None:
+        path = tmp_path / "fixes.csv"
+        path.write_text(HEADER + fixes_csv)
+        fixes = read_label_fixes(path)
+    return {s.image_path.stem: s.classes.tolist() for s in load_samples(data, fixes=fixes)}
+
+
+def test_a_fix_changes_only_the_line_it_names(tmp_path: Path) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    before = _classes(data, None, tmp_path)
+    after = _classes(data, "adit-00001,2,car,big truck,a pickup\n", tmp_path)
+    assert before["adit-00001"] == [TRUCK, CAR]
+    assert after["adit-00001"] == [TRUCK, TRUCK]
+    assert {k: v for k, v in after.items() if k != "adit-00001"} == {
+        k: v for k, v in before.items() if k != "adit-00001"
+    }
+
+
+def test_boxes_stay_where_they_were(tmp_path: Path) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    path = tmp_path / "fixes.csv"
+    path.write_text(HEADER + "adit-00001,2,car,big truck,\n")
+    plain = {s.image_path.stem: s.boxes for s in load_samples(data)}
+    fixed = {s.image_path.stem: s.boxes for s in load_samples(data, fixes=read_label_fixes(path))}
+    assert np.array_equal(plain["adit-00001"], fixed["adit-00001"])
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("adit-00001,2,big truck,car,", r"adit-00001\.txt:2: a label fix expects class 0 here"),
+        ("adit-00001,5,car,big truck,", r"adit-00001\.txt: a label fix names line 5"),
+        ("adit-09999,1,car,big truck,", r"fixes name 1 label files missing or empty"),
+        ("adit-00001,2,car,lorry,", r"fixes\.csv:2: class 'lorry' is not in data\.yaml"),
+    ],
+    ids=["class-changed", "no-such-line", "no-such-file", "unknown-class"],
+)
+def test_a_fix_that_does_not_match_the_folder_is_an_error(
+    tmp_path: Path, row: str, message: str
+) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    with pytest.raises(LabelFixError, match=message):
+        _classes(data, row + "\n", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("image,line,class\nadit-00001,2,car\n", "expected the header image,line,was,to,note"),
+        (HEADER + "adit-00001,two,car,big truck,\n", r":2: line must be a whole number"),
+        (HEADER + "adit-00001,0,car,big truck,\n", r":2: line must be at least 1"),
+        (HEADER + "adit-00001,2,,big truck,\n", r":2: image, was and to must not be empty"),
+        (HEADER + "a-1,2,car,bus,\na-1,2,car,bus,\n", r":3: a-1 line 2 is fixed twice"),
+    ],
+    ids=["header", "line-not-a-number", "line-zero", "empty-class", "twice"],
+)
+def test_a_malformed_fixes_file_names_its_row(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "fixes.csv"
+    path.write_text(text)
+    with pytest.raises(LabelFixError, match=message):
+        read_label_fixes(path)
+
+
+def test_a_missing_fixes_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(LabelFixError, match=r"absent\.csv: cannot read the label fixes"):
+        read_label_fixes(tmp_path / "absent.csv")
+
+
+def test_the_shipped_km39_fixes_file_is_well_formed() -> None:
+    fixes = read_label_fixes(Path(__file__).parents[1] / "benchmarks" / "km39_label_fixes.csv")
+    rows = [f for lines in fixes.by_image.values() for f in lines.values()]
+    assert len(fixes) == len(rows) > 0
+    assert {(f.was, f.to) for f in rows} == {("car", "truck-s-")}
+    # training sequences only: the validation frames keep their labels
+    assert not [f for f in rows if f.image.startswith("siang_15112021_1-")]
+    assert not [
+        f for f in rows if f.image.startswith("malam_04112021-") and int(f.image[-5:]) >= 190
+    ]
+
+
+@pytest.mark.parametrize("command", ["train", "train-classifier", "train-presence"])
+def test_training_with_a_fix_that_does_not_match_exits_naming_it(
+    tmp_path: Path, command: str
+) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text(HEADER + "adit-00001,2,big truck,car,\n")
+    result = CliRunner().invoke(
+        app, [command, str(data), "--output", str(tmp_path / "run"), "--label-fixes", str(fixes)]
+    )
+    assert result.exit_code == 1
+    assert "adit-00001.txt:2: a label fix expects class 0 here" in result.stderr
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
