@@ -121,3 +121,19 @@ def test_training_with_a_fix_that_does_not_match_exits_naming_it(
     assert result.exit_code == 1
     assert "adit-00001.txt:2: a label fix expects class 0 here" in result.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["eval", "detect"], ["eval", "counts", "--config", "demo/km39.yaml"]]
+)
+def test_evaluating_with_a_fix_that_does_not_match_exits_naming_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    fixes = tmp_path / "fixes.csv"
+    fixes.write_text(HEADER + "adit-00001,3,car,big truck,\n")
+    root = Path(__file__).parents[1]
+    args = [a if a != "demo/km39.yaml" else str(root / a) for a in command]
+    result = CliRunner().invoke(app, [*args, str(data), "--label-fixes", str(fixes)])
+    assert result.exit_code == 1
+    assert "adit-00001.txt: a label fix names line 3, which has no box" in result.stderr
