@@ -35,6 +35,7 @@ CELL, COLUMNS, PER_PAGE = 96, 10, 100
 
 @dataclass(frozen=True)
 class Box:
+    image: Path
     stem: str
     line: int  # 1-based line of the label file
     source_class: str
@@ -63,7 +64,8 @@ def vehicles(root: Path, label: str, min_frames: int, min_width: float) -> list[
             lines = _label_lines(root, s.image_path.stem, names)
             for (line, name), box, t in zip(lines, s.boxes, tid, strict=True):
                 xyxy = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
-                tracks.setdefault(int(t), []).append(Box(s.image_path.stem, line, name, xyxy))
+                box_ = Box(s.image_path, s.image_path.stem, line, name, xyxy)
+                tracks.setdefault(int(t), []).append(box_)
         for boxes in tracks.values():
             top = Counter(b.source_class for b in boxes).most_common(1)[0][0]
             big = max(boxes, key=lambda b: b.area)
@@ -72,9 +74,9 @@ def vehicles(root: Path, label: str, min_frames: int, min_width: float) -> list[
     return found
 
 
-def _tile(root: Path, boxes: list[Box], number: int) -> np.ndarray:
+def _tile(boxes: list[Box], number: int) -> np.ndarray:
     big = max(boxes, key=lambda b: b.area)
-    img = ds.read_image(root / "images" / f"{big.stem}.jpg")
+    img = ds.read_image(big.image)
     h, w = img.shape[:2]
     b = np.array(big.xyxy) * [w, h, w, h]
     m = 0.15 * (b[2:] - b[:2])
@@ -85,12 +87,12 @@ def _tile(root: Path, boxes: list[Box], number: int) -> np.ndarray:
     return tile
 
 
-def write_grids(root: Path, found: list[list[Box]], label: str, out: Path) -> list[Path]:
+def write_grids(found: list[list[Box]], label: str, out: Path) -> list[Path]:
     """Numbered grids of the vehicles, ``PER_PAGE`` to an image."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for page in range(0, len(found), PER_PAGE):
-        tiles = [_tile(root, v, page + k) for k, v in enumerate(found[page : page + PER_PAGE])]
+        tiles = [_tile(v, page + k) for k, v in enumerate(found[page : page + PER_PAGE])]
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % COLUMNS)
         rows = [np.hstack(tiles[i : i + COLUMNS]) for i in range(0, len(tiles), COLUMNS)]
         path = out / f"{label.strip('-').replace(' ', '_')}-{page // PER_PAGE:02d}.png"
@@ -126,7 +128,7 @@ def main() -> None:
     found = vehicles(args.data, args.label, args.min_frames, args.min_width)
     log.info("%d vehicles labelled mostly %r on the training frames", len(found), args.label)
     if args.out is not None:
-        for path in write_grids(args.data, found, args.label, args.out):
+        for path in write_grids(found, args.label, args.out):
             log.info("wrote %s", path)
     if args.fix:
         if not args.to:
