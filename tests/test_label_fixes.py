@@ -171,3 +171,36 @@ def test_the_review_tool_writes_fixes_that_relabel_the_whole_vehicle(tmp_path: P
         "adit": {CAR},  # training frames: the vehicles are now cars
         "siang_15112021_1": {TRUCK},  # validation frames are never listed
     }
+
+
+@pytest.mark.slow
+def test_the_km39_fixes_move_only_the_training_sequence_ground_truth() -> None:
+    """Trucks crossing line y60 (toward, away) in ground truth linked from the labels as published
+    and with the shipped fixes: the validation sequences keep theirs, aditganteng gains the four
+    pickups and box trucks labelled car that cross the line driving away."""
+    from tests.test_count_eval import DATASET, REPO, SEQUENCES, _require
+    from truckcount.aggregator.groundtruth import LabelledFrame, ground_truth, load_spec
+    from truckcount.config import load_config
+
+    _require(DATASET, "the km39 dataset")
+    cfg = load_config(REPO / "demo/km39.yaml")
+    spec = load_spec(SEQUENCES)
+    fixes = read_label_fixes(REPO / "benchmarks" / "km39_label_fixes.csv")
+
+    def trucks(fixed: bool) -> dict[str, tuple[int, int]]:
+        samples = load_samples(DATASET, fixes=fixes if fixed else None)
+        out = {}
+        for seq in spec.sequences:
+            frames = [
+                LabelledFrame(s.index, s.boxes, s.classes)
+                for s in samples
+                if s.sequence == seq.name and seq.covers(s.index)
+            ]
+            gt = ground_truth(frames, cfg.cameras[0], cfg.counter, clock=seq.clock, size=(640, 640))
+            dirs = [c.direction_name for c in gt.crossings if c.class_name.value == "truck"]
+            out[seq.name] = (dirs.count("toward_camera"), dirs.count("away_from_camera"))
+        return out
+
+    published = {"siang_15112021_1": (19, 30), "malam_04112021": (0, 3), "aditganteng": (14, 14)}
+    assert trucks(fixed=False) == published
+    assert trucks(fixed=True) == {**published, "aditganteng": (14, 18)}
