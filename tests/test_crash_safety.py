@@ -3,7 +3,8 @@ a rerun killed half-way leaves the earlier results in place.
 
 Run as a module (``python -m tests.test_crash_safety URL RUN_ID``) this file is the writer the
 test kills: it begins the run and commits crossings batch by batch, printing ``batch N`` after
-each commit.
+each commit, and after ``KILL_AFTER`` batches waits for its standard input (which the test never
+writes), so the kill always lands after exactly that many commits, however loaded the machine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -61,15 +61,23 @@ def _batch(camera_id: str, run_id: str, n: int) -> list[Crossing]:
 
 
 def write_run(
-    engine: Engine, camera_id: str, run_id: str, *, finish: bool, pause_s: float = 0.0
+    engine: Engine,
+    camera_id: str,
+    run_id: str,
+    *,
+    finish: bool,
+    hold_after: int | None = None,
 ) -> None:
-    """Begin ``run_id``, commit every batch, and when ``finish`` add coverage and complete it."""
+    """Begin ``run_id``, commit every batch, and when ``finish`` add coverage and complete it.
+
+    With ``hold_after`` the writer blocks on standard input after that many batches."""
     ensure_camera(engine, camera_id, "UTC")
     begin_run(engine, RunInfo(run_id, camera_id, "clip.mp4", "m1", "0" * 16, datetime.now(UTC)))
     for n in range(BATCHES):
         add_crossings(engine, _batch(camera_id, run_id, n))
         print(f"batch {n + 1}", flush=True)
-        time.sleep(pause_s)
+        if n + 1 == hold_after:
+            sys.stdin.readline()
     if finish:
         end = START + timedelta(hours=4)
         add_coverage(engine, run_id, START, end, 3600)
@@ -97,7 +105,9 @@ def _kill_mid_run(url: str, run_id: str, while_running: Callable[[], None] = lam
     """Start the writer, wait until ``KILL_AFTER`` batches are committed, call
     ``while_running``, then SIGKILL the writer."""
     cmd = [sys.executable, "-m", "tests.test_crash_safety", url, run_id]
-    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None
         for seen in range(1, KILL_AFTER + 1):
@@ -171,4 +181,4 @@ def test_rerun_killed_mid_way_leaves_the_old_counts(engine: Engine) -> None:
 
 if __name__ == "__main__":
     target, run = sys.argv[1], sys.argv[2]
-    write_run(open_database(target, create=False), "cam1", run, finish=False, pause_s=0.2)
+    write_run(open_database(target, create=False), "cam1", run, finish=False, hold_after=KILL_AFTER)
