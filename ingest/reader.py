@@ -80,6 +80,12 @@ class CameraReader:
         """The camera's source, credentials masked."""
         return mask_url(self.camera.source or "")
 
+    @property
+    def frames_read(self) -> int:
+        """Frames this reader has taken from the camera since it started."""
+        with self._lock:
+            return self._index
+
     def start(self) -> None:
         """Start the reader and its watchdog."""
         self._spawn(delay=0.0)
