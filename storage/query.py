@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 # Local-day edges are decided exactly in Python; the SQL range only has to contain them, and a
 # few hours of slack covers every DST shift.
 _EDGE_SLACK = timedelta(hours=3)
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
+"""The local days a bucket query may name (far dates overflow time-zone arithmetic)."""
+MAX_DAYS = {BucketWidth.HOURLY: 366, BucketWidth.DAILY: 100 * 366}
+"""The longest range one bucket query may span, per bucket width (keeps an answer bounded)."""
 
 SelectT = TypeVar("SelectT", bound=Select[Any])
 
@@ -96,10 +100,12 @@ def daily_counts(
 
     Raises:
         UnknownCameraError: the camera is not registered.
-        StorageError: unknown time zone, or ``end`` before ``start``.
+        StorageError: unknown time zone, ``end`` before ``start``, or a day outside
+            ``FIRST_DAY``..``LAST_DAY``.
     """
     if start is not None and end is not None and end < start:
         raise StorageError(f"end {end} is before start {start}")
+    _check_bounds(start, end)
     cls = VehicleClass(class_name)
     with engine.connect() as conn:
         zone = _zone(tz or _camera_timezone(conn, camera_id))
@@ -182,7 +188,8 @@ def bucket_counts(
 
     Raises:
         UnknownCameraError: the camera is not registered.
-        StorageError: unknown time zone, naive ``as_of``, or ``end`` before ``start``.
+        StorageError: unknown time zone, naive ``as_of``, ``end`` before ``start``, a day
+            outside ``FIRST_DAY``..``LAST_DAY``, or a range longer than ``MAX_DAYS``.
     """
     if start is not None and end is not None and end < start:
         raise StorageError(f"end {end} is before start {start}")
@@ -197,6 +204,7 @@ def bucket_counts(
         days = _day_range(spans, zone, start, end)
         if days is None:
             return []
+        _check_range(days, size)
         lo, hi = local_midnight(days[0], zone), local_midnight(days[1] + timedelta(days=1), zone)
         picked = select(CrossingRow).where(CrossingRow.camera_id == camera_id)
         if line_id is not None:
@@ -270,6 +278,27 @@ def _day_range(
     # A span ending exactly at local midnight does not reach into the next day.
     last = end or (max(s.end for s in spans) - timedelta(microseconds=1)).astimezone(zone).date()
     return (first, last) if last >= first else None
+
+
+def _check_bounds(*days: date | None) -> None:
+    """A ``StorageError`` naming any of ``days`` outside ``FIRST_DAY``..``LAST_DAY``."""
+    for day in days:
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise StorageError(f"day {day}: queries cover {FIRST_DAY} to {LAST_DAY} only")
+
+
+def _check_range(days: tuple[date, date], size: BucketWidth) -> None:
+    """A ``StorageError`` for days outside ``FIRST_DAY``..``LAST_DAY`` or a range that spans
+    more than ``MAX_DAYS`` of its bucket width."""
+    first, last = days
+    _check_bounds(first, last)
+    span = (last - first).days + 1
+    if span > MAX_DAYS[size]:
+        raise StorageError(
+            f"{size.value} buckets from {first} to {last} span {span:,} days, more than the "
+            f"{MAX_DAYS[size]:,} a query may: ask for a shorter range"
+            + (" or daily buckets" if size is BucketWidth.HOURLY else "")
+        )
 
 
 def _crossing(row: Any) -> Crossing:

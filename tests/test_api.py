@@ -137,6 +137,9 @@ def test_uncovered_buckets_are_null_and_quiet_covered_ones_zero(client: TestClie
         ("camera=km39&class=tractor", 422, "unknown class 'tractor'"),
         ("camera=km39&tz=Mars/Olympus", 422, "Mars/Olympus"),
         ("camera=km39&format=xml", 422, "format"),
+        ("camera=km39&from=2023-05-01&to=2024-05-01&granularity=hour", 422, "367 days"),
+        ("camera=km39&from=1800-01-01&to=2024-05-01", 422, "day 1800-01-01"),
+        ("camera=km39&from=9999-12-31&to=9999-12-31&tz=Pacific/Kiritimati", 422, "9999-12-31"),
     ],
 )
 def test_bad_parameters_get_a_clear_4xx(

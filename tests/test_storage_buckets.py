@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, func, insert, select
+from sqlalchemy import Engine, MetaData, create_engine, func, insert, select
 
 from truckcount.storage import (
     StorageError,
@@ -20,6 +20,7 @@ from truckcount.storage import (
     begin_run,
     bucket_counts,
     bucket_frame,
+    daily_counts,
     ensure_camera,
     finish_run,
     list_runs,
@@ -27,7 +28,7 @@ from truckcount.storage import (
     visible_runs,
 )
 from truckcount.storage.database import MIGRATIONS
-from truckcount.storage.models import CameraRow, CoverageRow, CrossingRow, RunRow
+from truckcount.storage.models import CameraRow, CoverageRow, CrossingRow
 from truckcount.types import Bucket, Crossing, Direction, RunInfo, VehicleClass
 
 CAM = "cam1"
@@ -197,6 +198,32 @@ def test_naive_as_of_is_rejected(engine: Engine) -> None:
         bucket_counts(engine, CAM, as_of=datetime(2024, 5, 1))
 
 
+@pytest.mark.parametrize(
+    ("width", "start", "end", "message"),
+    [
+        ("hourly", DAY - timedelta(days=366), DAY, "hourly buckets .* span 367 days"),
+        ("daily", date(1899, 12, 31), DAY, "day 1899-12-31"),
+        ("daily", DAY, date(9999, 12, 31), "day 9999-12-31"),
+    ],
+)
+def test_unbounded_ranges_are_refused_by_name(
+    engine: Engine, width: str, start: date, end: date, message: str
+) -> None:
+    """A range far longer than a year of hours, or days beyond what time zones can reach, is a
+    clear error, not an answer of millions of rows or an overflow."""
+    record(engine, "r1", n=1)
+    with pytest.raises(StorageError, match=message):
+        bucket_counts(engine, CAM, width=width, start=start, end=end)
+    with pytest.raises(StorageError, match="day "):
+        daily_counts(engine, CAM, start=date(1, 1, 1))
+
+
+def test_a_year_of_hours_is_answered(engine: Engine) -> None:
+    record(engine, "r1", n=1)
+    buckets = bucket_counts(engine, CAM, width="hourly", start=DAY - timedelta(days=365), end=DAY)
+    assert len(buckets) == 366 * 24 and sum(b.count or 0 for b in buckets) == 1
+
+
 def test_bucket_frame_is_indexed_by_local_start(engine: Engine) -> None:
     ensure_camera(engine, CAM, "Asia/Jakarta")
     record(engine, "r1", n=2, span=(T0, T0 + timedelta(hours=1)))
@@ -216,10 +243,12 @@ def test_migration_0002_backfills_runs_completed_before_it(tmp_path: Path) -> No
     command.upgrade(cfg, "0001")
     old = create_engine(url)
     end = T0 + timedelta(hours=1)
+    schema = MetaData()
+    schema.reflect(old)  # the tables as revision 0001 made them, not as the models are now
     with old.begin() as conn:
         conn.execute(insert(CameraRow).values(id=CAM, timezone="UTC", created_at=T0))
         conn.execute(
-            insert(RunRow.__table__).values(
+            insert(schema.tables["runs"]).values(
                 run_id="r0",
                 camera_id=CAM,
                 source="a.mp4",
