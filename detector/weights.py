@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first}") from exc
+    except Exception as exc:  # arbitrary bytes reach the unpickler: any failure means unreadable
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: not a PyTorch checkpoint, or damaged "
+            f"({type(exc).__name__}: {why})"
+        ) from exc
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise CheckpointError(
             f"{path} is not a truckcount checkpoint (expected keys {REQUIRED_KEYS})"

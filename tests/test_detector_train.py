@@ -82,9 +82,14 @@ def test_bad_label_line_names_file_and_line(tmp_path: Path) -> None:
         load_samples(data)
 
 
-def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [b"not a checkpoint", b"junk\n", b"", bytes(range(256)) * 4, b"PK\x03\x04truncated zip"],
+)
+def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    """Whatever bytes a checkpoint file holds, reading it fails with an error naming the file."""
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"not a checkpoint")
+    junk.write_bytes(content)
     with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*junk\.pt"):
         load_checkpoint(junk)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
