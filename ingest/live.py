@@ -27,6 +27,7 @@ import numpy as np
 from av.container import InputContainer
 
 from truckcount.config import CameraConfig
+from truckcount.config_camera import LIVE_SCHEMES
 from truckcount.ingest.errors import SourceError, mask_url
 from truckcount.ingest.files import MediaClock
 from truckcount.ingest.sampling import FrameSampler
@@ -34,8 +35,6 @@ from truckcount.types import Frame
 
 logger = logging.getLogger(__name__)
 
-LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp"})
-"""URL schemes read as live streams."""
 _DEVICE = re.compile(r"^/dev/video\d+$")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _LOOSE_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):/")

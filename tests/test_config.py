@@ -39,6 +39,7 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
         ({"detector": {"precision": "fp16"}}, "detector.precision: String should match"),
         ({"cameras": [_cam(timezone="Mars/Olympus")]}, "unknown IANA time zone 'Mars/Olympus'"),
         ({"cameras": [_cam(start="2021-11-15T13:17:09")]}, "needs a UTC offset"),
+        ({"cameras": [_cam(source="ftp://host/cam.mp4")]}, "unsupported URL scheme 'ftp'"),
         ({"cameras": [_cam(lines=[{"a": [0, 0.5], "b": [0, 0.5]}])]}, "same point"),
         (
             {"cameras": [_cam(lines=[{"a": [0, 1.5], "b": [1, 0.5]}])]},
@@ -64,6 +65,22 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
 def test_invalid_configs_are_rejected(raw: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(raw)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "rtsp://u:pw@cam.local/s1",
+        "HTTPS://cam/mjpeg",
+        "srt://cam:9000",
+        "file:///v/a.mp4",
+        "/dev/video0",
+        "recordings/a.mp4",
+        "C:/videos/a.mp4",
+    ],
+)
+def test_sources_the_readers_handle_are_accepted(source: str) -> None:
+    assert parse_config({"cameras": [_cam(source=source)]}).cameras[0].source == source
 
 
 def test_unknown_camera_lists_known_ones() -> None:

@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from truckcount.config import CameraConfig
+from truckcount.config import CameraConfig, ConfigError, parse_config
 from truckcount.ingest import (
     FrameSampler,
     SourceError,
@@ -228,7 +228,12 @@ def test_naive_start_is_rejected(ntsc: Path) -> None:
 
 
 def test_unknown_url_schemes_are_refused_without_leaking_credentials() -> None:
-    cam = CameraConfig(id="c", source="ftp://admin:secret@10.0.0.5/live.mp4", start=START)
+    url = "ftp://admin:secret@10.0.0.5/live.mp4"
+    with pytest.raises(ConfigError, match="unsupported URL scheme 'ftp'") as bad_config:
+        parse_config({"cameras": [{"id": "c", "source": url}]})
+    assert "secret" not in str(bad_config.value)
+    # a camera built without validation still cannot open it
+    cam = CameraConfig.model_construct(id="c", source=url, start=START)
     with pytest.raises(SourceError, match="not supported") as err:
         open_source(cam)
     assert "secret" not in str(err.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -9,6 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from truckcount.config_base import StrictModel
+
+LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp"})
+"""URL schemes read as live streams."""
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 Point = Annotated[
     tuple[float, float],
@@ -157,6 +162,18 @@ class CameraConfig(StrictModel):
         le=86_400,
         description="live: a run is closed (and its counts become visible) this often",
     )
+
+    @field_validator("source")
+    @classmethod
+    def _readable_scheme(cls, v: str | None) -> str | None:
+        match = _URL.match(v or "")
+        if match is not None and match.group(1).lower() not in LIVE_SCHEMES | {"file"}:
+            accepted = ", ".join(sorted(LIVE_SCHEMES | {"file"}))
+            raise ValueError(
+                f"unsupported URL scheme {match.group(1)!r}: use a file path, /dev/videoN or "
+                f"one of {accepted}"
+            )
+        return v
 
     @field_validator("timezone")
     @classmethod
