@@ -209,8 +209,6 @@ def run(args: TrainArgs) -> dict[str, Any]:
     """Train (or only evaluate) and return the last validation report."""
     seed_everything(args.seed)
     device = pick_device(args.device)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     args, state = _restore(args)
     cfg = ModelConfig.from_dict(state["model_config"]) if state else ModelConfig()
     model = TruckNet(replace(cfg, input_size=args.input_size)).to(device)
@@ -224,6 +222,8 @@ def run(args: TrainArgs) -> dict[str, Any]:
         ema.module.load_state_dict(state["model"])
         ema.n_averaged.fill_(int(state.get("ema_updates", 1000)))
     dataset, val, val_imgs = _load_data(args)
+    out = Path(args.output)  # made once the data loaded: a bad label leaves nothing behind
+    out.mkdir(parents=True, exist_ok=True)
     report = validate(ema.module if ema else model, val, val_imgs, device, args)
     if args.test_only:
         log.info("validation: %s", json.dumps(report["all"]))

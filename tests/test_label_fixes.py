@@ -124,7 +124,7 @@ def test_training_with_a_fix_that_does_not_match_exits_naming_it(
     )
     assert result.exit_code == 1
     assert "adit-00001.txt:2: a label fix expects class 0 here" in result.stderr
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run").exists(), "a run that never started leaves no folder"
 
 
 @pytest.mark.parametrize(
