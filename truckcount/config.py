@@ -323,5 +323,6 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}")
+        msg = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
+        parts.append(f"{loc}: {msg}")
     return "; ".join(parts)
