@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, Row, insert, select
 from sqlalchemy import update as sql_update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from truckcount.storage.attempts import new_attempt_id, running_attempts, target_attempt
 from truckcount.storage.bulk import insert_crossings
@@ -63,9 +64,15 @@ def ensure_camera(engine: Engine, camera_id: str, timezone: str) -> None:
     with engine.begin() as conn:
         stored = conn.scalar(select(CameraRow.timezone).where(CameraRow.id == camera_id))
         if stored is None:
+            # Several processes (machines of a backfill) may register the camera at once.
             row = {"id": camera_id, "timezone": timezone, "created_at": datetime.now(UTC)}
-            conn.execute(insert(CameraRow).values(row))
-        elif stored != timezone:
+            dialect = {"postgresql": postgresql, "sqlite": sqlite}.get(conn.dialect.name)
+            if dialect is None:
+                conn.execute(insert(CameraRow).values(row))
+            else:
+                conn.execute(dialect.insert(CameraRow).values(row).on_conflict_do_nothing())
+            stored = conn.scalar(select(CameraRow.timezone).where(CameraRow.id == camera_id))
+        if stored != timezone:
             log.warning("camera %s: time zone changes from %s to %s", camera_id, stored, timezone)
             update = sql_update(CameraRow).where(CameraRow.id == camera_id)
             conn.execute(update.values(timezone=timezone))

@@ -90,6 +90,37 @@ def run(
 
 
 @app.command()
+def backfill(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="recording files, or folders of them", show_default=False),
+    ],
+    config: ConfigOpt = None,
+    shard: Annotated[
+        str, typer.Option(help="K/N: count only share K of N (one per machine or job)")
+    ] = "1/1",
+) -> None:
+    """Count every recording not counted yet; names give camera and start (watch_pattern)."""
+    from truckcount.backfill import Shard, backfill
+
+    def go() -> int:
+        part = Shard.parse(shard)
+        report = backfill(config_from(config), paths, part)
+        typer.echo(
+            f"shard {part.index + 1}/{part.count}: {len(report.processed)} counted, "
+            f"{len(report.already_done)} already counted, {len(report.failed)} failed, "
+            f"{report.other_shards} in other shards, {len(report.unmatched)} not recordings"
+        )
+        for name, reason in report.failed.items():
+            typer.echo(f"failed: {name}: {reason}", err=True)
+        return 1 if report.failed else 0
+
+    status = guard(go)
+    if status:
+        raise typer.Exit(status)
+
+
+@app.command()
 def counts(
     camera: Annotated[str, typer.Option(help="camera id")],
     config: ConfigOpt = None,

@@ -217,9 +217,17 @@ def _source_key(source: str) -> str:
 
 
 def run_recording(
-    cfg: AppConfig, camera_id: str, *, source: str | None = None, start: datetime | None = None
+    cfg: AppConfig,
+    camera_id: str,
+    *,
+    source: str | None = None,
+    start: datetime | None = None,
+    detector: Detector | None = None,
 ) -> tuple[RunInfo, StreamStats]:
-    """Process one recording of one camera into the configured database, idempotently."""
+    """Process one recording of one camera into the configured database, idempotently.
+
+    ``detector`` reuses a loaded model (one per ``cfg.detector``) across recordings.
+    """
     camera = cfg.camera(camera_id)
     source = source or camera.source
     start = start or camera.start
@@ -236,7 +244,7 @@ def run_recording(
     if not is_url(source):
         probe_video(Path(source))  # a missing or corrupt file fails before the model loads
     frames = open_source(camera, start=start)
-    detector = Detector(cfg.detector)
+    detector = detector or Detector(cfg.detector)
     writer = StorageWriter(cfg.storage.url, cfg.storage.spool_dir)
     run = RunInfo(
         run_id=run_id_for(camera.id, _source_key(source), start, detector.version),
