@@ -3,12 +3,14 @@ machines by ``--shard K/N`` so that together they count what one machine counts.
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
+from types import ModuleType
 from zoneinfo import ZoneInfo
 
 import av
@@ -142,26 +144,14 @@ def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     assert status == 1 and f"{tmp_path / 'absent'}: no such file or folder" in err
 
 
-def demo_parts(folder: Path, seconds: int = 25) -> list[Path]:
-    """The demo clip cut into recordings of ``seconds``, named by their burnt-in start."""
-    folder.mkdir()
-    start = datetime(2021, 11, 15, 13, 17, 9)  # the demo clip's burnt-in clock, Jakarta
-    outs: list[Path] = []
-    with av.open(str(DEMO_CLIP)) as src:
-        frames = [f.to_ndarray(format="bgr24") for f in src.decode(video=0)]
-    per = seconds * 5
-    for k in range(0, len(frames), per):
-        name = (start + timedelta(seconds=k // 5)).strftime("km39_%Y%m%d_%H%M%S.mp4")
-        with av.open(str(folder / name), "w") as out:
-            stream = out.add_stream("libx264", rate=5, options={"crf": "18"})
-            stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-            for i, img in enumerate(frames[k : k + per]):
-                frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-                frame.pts, frame.time_base = i, Fraction(1, 5)
-                out.mux(stream.encode(frame))
-            out.mux(stream.encode(None))
-        outs.append(folder / name)
-    return outs
+def bench_backfill() -> ModuleType:
+    """``benchmarks/bench_backfill.py``, which cuts the demo clip into named recordings."""
+    path = REPO / "benchmarks" / "bench_backfill.py"
+    spec = importlib.util.spec_from_file_location("bench_backfill", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
@@ -172,7 +162,7 @@ def test_two_machines_on_one_postgresql_count_what_one_machine_counts(
     """Two backfill processes run at once, shards 1/2 and 2/2, into one PostgreSQL database;
     one process alone counts the same recordings into SQLite. Each file is counted once, and
     the crossings per file, line, direction and class are the same."""
-    parts = demo_parts(tmp_path / "recordings")
+    parts = bench_backfill().demo_parts(tmp_path / "recordings")
     url = pg_engine.url.render_as_string(hide_password=False)
     cluster = write_config(tmp_path, url)
     alone = write_config(tmp_path / "recordings", f"sqlite:///{tmp_path}/alone.db")
