@@ -28,6 +28,8 @@ from truckcount.storage import (
 )
 from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests
+
 T0 = datetime(2024, 3, 30, 22, 0, tzinfo=UTC)  # the night Berlin moves its clocks forward
 EXAMPLES = 60
 

@@ -86,6 +86,7 @@ def test_shards_partition_the_file_names() -> None:
     assert min(sizes.values()) > 30, f"shares are about equal: {sizes}"
 
 
+@pytest.mark.slow
 def test_each_recording_is_counted_once_and_a_bad_one_is_named(inbox: Path, tmp_path: Path) -> None:
     cfg = write_config(tmp_path, f"sqlite:///{tmp_path}/counts.db")
     status, out, err = backfill(str(inbox), "--config", str(cfg))
@@ -106,6 +107,7 @@ def test_each_recording_is_counted_once_and_a_bad_one_is_named(inbox: Path, tmp_
     engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_new_model_counts_every_recording_again_as_a_new_vintage(
     inbox: Path, tmp_path: Path
 ) -> None:
@@ -122,6 +124,7 @@ def test_a_new_model_counts_every_recording_again_as_a_new_vintage(
     assert sorted(versions.values()) == [3, 3]
 
 
+@pytest.mark.slow
 def test_shards_together_count_every_file_once(inbox: Path, tmp_path: Path) -> None:
     (inbox / "km39_20240601_130000.mp4").unlink()
     for name in (f"km39_20240601_1203{s:02d}.mp4" for s in range(0, 60, 10)):

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine
 
 from truckcount.storage import (
@@ -31,6 +32,8 @@ from truckcount.storage import (
     open_database,
 )
 from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
+
+pytestmark = pytest.mark.slow  # kills writer processes on both backends
 
 ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2025, 3, 1, 22, 0, tzinfo=UTC)  # four hours spanning two UTC days

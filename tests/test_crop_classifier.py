@@ -90,6 +90,7 @@ def test_the_classifier_is_part_of_the_model_version() -> None:
     assert with_it.startswith(without + "+classifier-")
 
 
+@pytest.mark.slow
 def test_onnx_runtime_gives_the_eager_probabilities(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

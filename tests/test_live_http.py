@@ -76,6 +76,7 @@ def hls_port(tmp_path: Path) -> Iterator[int]:
     yield from serve(functools.partial(quiet, directory=str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_mjpeg_over_http_is_read_on_the_receive_clock(mjpeg_port: int) -> None:
     cam = CameraConfig(
         id="yard", source=f"http://u:pw@127.0.0.1:{mjpeg_port}/video.mjpg", input_format="mpjpeg"

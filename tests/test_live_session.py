@@ -68,6 +68,7 @@ def cfg(tmp_path: Path) -> AppConfig:
     return AppConfig(storage=StorageConfig(url=f"sqlite:///{tmp_path}/live.db"), cameras=cams)
 
 
+@pytest.mark.slow
 def test_files_become_contiguous_complete_segment_runs_without_drops(cfg: AppConfig) -> None:
     writer = StorageWriter(cfg.storage.url)
     session = LiveSession(cfg, cfg.cameras, writer, Detector(cfg.detector))

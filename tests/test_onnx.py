@@ -28,6 +28,8 @@ from truckcount.ingest import open_video
 from truckcount.pipeline import build_stages, process_frames
 from truckcount.types import Crossing, Frame, RunInfo
 
+pytestmark = pytest.mark.slow  # exports and runs ONNX models
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CLIP = ROOT / "demo" / "km39-siang.mp4"
 DEMO_CONFIG = ROOT / "demo" / "km39.yaml"

@@ -170,6 +170,7 @@ def engine(tmp_path: Path) -> Engine:
     return open_database(f"sqlite:///{tmp_path}/jobs.db")
 
 
+@pytest.mark.slow
 def test_a_run_missed_during_downtime_fires_once_after_restart(
     engine: Engine, tmp_path: Path
 ) -> None:
@@ -239,6 +240,7 @@ def test_a_child_ignoring_sigint_is_killed(monkeypatch: pytest.MonkeyPatch) -> N
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 def test_a_corrupt_recording_fails_once_and_is_retried_only_when_it_changes(
     config: Path, tmp_path: Path
 ) -> None:
@@ -266,6 +268,7 @@ def test_a_failing_job_is_recorded_and_counted(config: Path) -> None:
     service_jobs.close_engines()
 
 
+@pytest.mark.slow
 def test_nightly_evaluation_stores_the_figures(config: Path, tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "labelled", n_train=2, n_val=4)
     text = config.read_text().replace("settle_s: 0", f"settle_s: 0, eval_data: {data}")
