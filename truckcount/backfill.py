@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from truckcount.config import AppConfig
@@ -52,32 +52,41 @@ class Shard:
         return zlib.crc32(name.encode()) % self.count == self.index
 
 
-@dataclass
+@dataclass(frozen=True)
 class BackfillReport:
-    """What a backfill did, file names by outcome."""
+    """What a backfill did: file names by outcome, and failed files with the reason."""
 
-    processed: list[str] = field(default_factory=list)
-    already_done: list[str] = field(default_factory=list)
-    other_shards: int = 0
-    unmatched: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
+    processed: tuple[str, ...]
+    already_done: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]
+    other_shards: int
+    unmatched: tuple[str, ...]
 
 
-def find_recordings(
-    paths: Iterable[Path], cfg: AppConfig, shard: Shard, report: BackfillReport
-) -> list[Recording]:
-    """The recordings among ``paths`` (files, or folders whose files are taken) in ``shard``,
-    oldest first; names that match no camera go to ``report.unmatched``."""
+@dataclass(frozen=True)
+class Selection:
+    """The recordings of a shard, oldest first, and what was left out."""
+
+    recordings: tuple[Recording, ...]
+    other_shards: int
+    unmatched: tuple[str, ...]
+
+
+def find_recordings(paths: Iterable[Path], cfg: AppConfig, shard: Shard) -> Selection:
+    """The recordings among ``paths`` (files, or folders whose files are taken) in ``shard``;
+    a file whose name matches no camera's pattern is listed as unmatched."""
     found: list[Recording] = []
+    other, unmatched = 0, []
     for path in _files(paths):
         matched = match_recording(path.name, cfg.cameras, cfg.service.watch_pattern)
         if matched is None:
-            report.unmatched.append(path.name)
+            unmatched.append(path.name)
         elif not shard.holds(path.name):
-            report.other_shards += 1
+            other += 1
         else:
             found.append(Recording(path.resolve(), matched[0], matched[1]))
-    return sorted(found, key=lambda r: (r.start, r.camera_id, r.path.name))
+    found.sort(key=lambda r: (r.start, r.camera_id, r.path.name))
+    return Selection(tuple(found), other, tuple(unmatched))
 
 
 def _files(paths: Iterable[Path]) -> list[Path]:
@@ -97,10 +106,9 @@ def backfill(cfg: AppConfig, paths: Sequence[Path], shard: Shard = Shard()) -> B
 
     The model loads once; each recording is one run, exactly as ``truckcount run`` makes it.
     A recording that cannot be read (``SourceError``, or a ``ValueError`` such as an unknown
-    start) is recorded in ``report.failed`` with its reason, and the next one goes on.
+    start) is listed in ``failed`` with its reason, and the next one goes on.
     """
-    report = BackfillReport()
-    recordings = find_recordings(paths, cfg, shard, report)
+    chosen = find_recordings(paths, cfg, shard)
     detector = Detector(cfg.detector)
     engine = open_database(cfg.storage.url)
     try:
@@ -111,17 +119,17 @@ def backfill(cfg: AppConfig, paths: Sequence[Path], shard: Shard = Shard()) -> B
         }
     finally:
         engine.dispose()
-    todo = [r for r in recordings if str(r.path) not in done]
-    report.already_done = [r.path.name for r in recordings if str(r.path) in done]
+    todo = [r for r in chosen.recordings if str(r.path) not in done]
     log.info(
         "backfill: %d recordings in shard %d/%d, %d already counted by model %s, %d to count",
-        len(recordings),
+        len(chosen.recordings),
         shard.index + 1,
         shard.count,
-        len(report.already_done),
+        len(chosen.recordings) - len(todo),
         detector.version,
         len(todo),
     )
+    processed, failed = [], []
     for i, rec in enumerate(todo, 1):
         log.info("backfill %d/%d: %s (camera %s)", i, len(todo), rec.path.name, rec.camera_id)
         try:
@@ -131,7 +139,13 @@ def backfill(cfg: AppConfig, paths: Sequence[Path], shard: Shard = Shard()) -> B
         except (SourceError, ValueError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.error("backfill: %s failed: %s", rec.path.name, reason)
-            report.failed[rec.path.name] = reason
+            failed.append((rec.path.name, reason))
             continue
-        report.processed.append(rec.path.name)
-    return report
+        processed.append(rec.path.name)
+    return BackfillReport(
+        processed=tuple(processed),
+        already_done=tuple(r.path.name for r in chosen.recordings if str(r.path) in done),
+        failed=tuple(failed),
+        other_shards=chosen.other_shards,
+        unmatched=chosen.unmatched,
+    )

@@ -111,7 +111,7 @@ def backfill(
             f"{len(report.already_done)} already counted, {len(report.failed)} failed, "
             f"{report.other_shards} in other shards, {len(report.unmatched)} not recordings"
         )
-        for name, reason in report.failed.items():
+        for name, reason in report.failed:
             typer.echo(f"failed: {name}: {reason}", err=True)
         return 1 if report.failed else 0
 
