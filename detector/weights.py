@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -45,10 +46,17 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write atomically, so a crash mid-save never leaves a half-written checkpoint."""
+    """Write atomically, so a crash mid-save never leaves a half-written checkpoint; missing
+    parent folders are made. ``CheckpointError`` names a path that cannot be written."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
 
 
 def export_weights(checkpoint: Path, out: Path) -> str:

@@ -8,7 +8,6 @@ band is 0.01 x 905 px = 9 px either side.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -53,11 +52,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATASET = Path(__file__).resolve().parents[2] / "shared/data/km39-cctv"
 BASELINE = REPO / "benchmarks/counting_baseline.json"
 SEQUENCES = REPO / "benchmarks/km39_sequences.yaml"
-
-
-def truck_tolerance(true: int) -> int:
-    """How many trucks a direction's count error may exceed the baseline's: max(1, 5 % of truth)."""
-    return max(1, math.ceil(0.05 * true))
 
 
 # One label: (anchor x, anchor y) in pixels of a 60 x 40 box, and its class.
@@ -340,6 +334,22 @@ def test_eval_counts_command(tmp_path: Path) -> None:
     plain = CliRunner().invoke(app, args)
     assert plain.exit_code == 0 and "misses:" in plain.stdout
 
+    # the promotion gate: no worse than itself passes; against a better baseline it fails
+    same = CliRunner().invoke(app, [*args, "--against", str(baseline)])
+    assert same.exit_code == 0 and "promote: yes" in same.stdout, same.output
+    better = json.loads(baseline.read_text())
+    for row in better["counts"]:
+        row["pred"], row["error"] = row["true"], 0
+    baseline.write_text(json.dumps(better))
+    worse = CliRunner().invoke(app, [*args, "--json", "--against", str(baseline)])
+    assert worse.exit_code == 1
+    verdict = json.loads(worse.stdout)["promotion"]
+    summed = (verdict["abs_error"], verdict["baseline_abs_error"])
+    assert not verdict["promote"] and summed == (1, 0)
+    baseline.write_text("{}")
+    broken = CliRunner().invoke(app, [*args, "--against", str(baseline)])
+    assert broken.exit_code == 1 and "is not a count report" in broken.stderr
+
 
 # --- accuracy gate on the real km39 validation frames -----------------------------------------
 
@@ -354,11 +364,13 @@ def _require(path: Path, what: str) -> None:
 
 @pytest.mark.slow
 def test_truck_counts_do_not_regress() -> None:
-    """Truck count error per validation sequence and direction stays within the tolerance."""
+    """Truck count error per validation sequence and direction stays within the promotion
+    gate's per-cell allowance of the committed baseline: max(1 truck, 5 %) beyond its error."""
 
     from truckcount.aggregator.groundtruth import BenchmarkSpec
     from truckcount.config import DEFAULT_WEIGHTS, load_config
     from truckcount.count_eval import evaluate_counts
+    from truckcount.promotion import compare
 
     _require(DATASET, "the km39 dataset")
     _require(DEFAULT_WEIGHTS, "the shipped model")
@@ -369,18 +381,6 @@ def test_truck_counts_do_not_regress() -> None:
     spec = load_spec(SEQUENCES)
     val = BenchmarkSpec(sequences=tuple(s for s in spec.sequences if s.role == "validation"))
     report = evaluate_counts(DATASET, cfg, val)
-    baseline = json.loads(BASELINE.read_text())
-    base = {(r["sequence"], r["direction"]): r for r in baseline["counts"] if r["class"] == "truck"}
-    failures = []
-    for row in report["counts"]:
-        if row["class"] != "truck":
-            continue
-        ref = base[(row["sequence"], row["direction"])]
-        assert row["true"] == ref["true"], f"ground truth changed: {row} vs baseline {ref}"
-        allowed = abs(ref["error"]) + truck_tolerance(ref["true"])
-        if abs(row["error"]) > allowed:
-            failures.append(
-                f"{row['sequence']} {row['direction']}: error {row['error']:+d}, "
-                f"baseline {ref['error']:+d}, allowed |error| <= {allowed}"
-            )
+    verdict = compare(report, json.loads(BASELINE.read_text()))
+    failures = [line for line in verdict.lines() if line.endswith("WORSE")]
     assert not failures, "truck counts regressed:\n" + "\n".join(failures)

@@ -96,6 +96,18 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path, content: bytes) 
         load_checkpoint(tmp_path / "absent.pt")
 
 
+def test_export_makes_missing_folders_and_names_a_path_it_cannot_write(tmp_path: Path) -> None:
+    from truckcount.config import DEFAULT_WEIGHTS
+
+    out = tmp_path / "models" / "site" / "mine.pt"
+    export_weights(DEFAULT_WEIGHTS, out)
+    assert load_checkpoint(out)["model"].keys() == load_checkpoint(DEFAULT_WEIGHTS)["model"].keys()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(CheckpointError, match=r"cannot write checkpoint .*a-file/mine\.pt"):
+        export_weights(DEFAULT_WEIGHTS, tmp_path / "a-file" / "mine.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "models"]
+
+
 def test_the_augmentation_knobs_reach_training_and_its_checkpoint(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,12 +6,14 @@ Kept free of heavy imports: the model and the pipeline load only when the comman
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from truckcount.cli_common import LabelFixesOpt
+from truckcount.promotion import Verdict, compare
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -125,6 +127,12 @@ def eval_counts(
     write_baseline: Annotated[
         Path | None, typer.Option(help="also write the report without crossing lists here")
     ] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            help="baseline report: exit 1 unless truck counting is no worse (promotion gate)"
+        ),
+    ] = None,
     label_fixes: LabelFixesOpt = None,
 ) -> None:
     """Count accuracy against ground truth linked from the labels, per sequence/class/direction."""
@@ -135,21 +143,51 @@ def eval_counts(
     from truckcount.detector.label_fixes import read_optional
 
     def go() -> dict[str, Any]:
+        baseline = _read_baseline(against) if against is not None else None
         cfg = load_config(config)
         if weights is not None:
             det = cfg.detector.model_copy(update={"weights": weights})
             cfg = cfg.model_copy(update={"detector": det})
         spec = load_spec(sequences) if sequences is not None else None
         fixes = read_optional(label_fixes)
-        return evaluate_counts(data, cfg, spec, camera_id=camera, fixes=fixes)
+        report = evaluate_counts(data, cfg, spec, camera_id=camera, fixes=fixes)
+        if baseline is not None:
+            report["promotion"] = _verdict_view(compare(report, baseline))
+        return report
 
     report = _guard(go)
     if write_baseline is not None:
-        write_baseline.write_text(json.dumps(baseline_view(report), indent=2) + "\n")
+        view = {k: v for k, v in baseline_view(report).items() if k != "promotion"}
+        write_baseline.write_text(json.dumps(view, indent=2) + "\n")
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         typer.echo(format_markdown(report) if markdown else format_report(report))
+        if "promotion" in report:
+            typer.echo("\n".join(report["promotion"]["summary"]))
+    if "promotion" in report and not report["promotion"]["promote"]:
+        raise typer.Exit(1)
+
+
+def _read_baseline(path: Path) -> dict[str, Any]:
+    try:
+        baseline = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read baseline {path}: {exc}") from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("counts"), list):
+        raise ValueError(f"{path} is not a count report (written by --write-baseline)")
+    return baseline
+
+
+def _verdict_view(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "promote": verdict.promote,
+        "class": verdict.vehicle,
+        "baseline_abs_error": verdict.baseline_total,
+        "abs_error": verdict.candidate_total,
+        "worse_cells": [asdict(c) for c in verdict.cells if c.regressed],
+        "summary": verdict.lines(),
+    }
 
 
 def register(eval_app: typer.Typer) -> None:
