@@ -16,6 +16,12 @@ class SourceError(RuntimeError):
     """A frame source cannot be opened or read; the message names the source and the problem."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type name when it has none: one-line reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def mask_url(source: str) -> str:
     """Return ``source`` safe to log: credentials in a URL are replaced by ``***``.
 

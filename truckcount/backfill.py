@@ -22,6 +22,7 @@ from pathlib import Path
 from truckcount.config import AppConfig
 from truckcount.detector.infer import Detector
 from truckcount.ingest import SourceError
+from truckcount.ingest.errors import first_line
 from truckcount.pipeline import run_recording
 from truckcount.service_watch import Recording, match_recording
 from truckcount.storage import RunStatus, list_runs, open_database
@@ -137,7 +138,7 @@ def backfill(cfg: AppConfig, paths: Sequence[Path], shard: Shard = Shard()) -> B
                 cfg, rec.camera_id, source=str(rec.path), start=rec.start, detector=detector
             )
         except (SourceError, ValueError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             log.error("backfill: %s failed: %s", rec.path.name, reason)
             failed.append((rec.path.name, reason))
             continue

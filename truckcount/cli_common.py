@@ -11,6 +11,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from truckcount.config import AppConfig, ConfigError, load_config
+from truckcount.ingest.errors import first_line
 
 T = TypeVar("T")
 ConfigOpt = Annotated[
@@ -39,8 +40,7 @@ def guard(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except user_errors() as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        typer.echo(f"error: {msg}", err=True)
+        typer.echo(f"error: {first_line(exc)}", err=True)
         raise typer.Exit(1) from None
 
 
