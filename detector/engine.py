@@ -92,7 +92,7 @@ def predict(
     model.eval()
     results: list[Prediction] = []
     for chunk in _batches(images, batch_size):
-        x = to_tensor(chunk).to(device).contiguous(memory_format=torch.channels_last)
+        x = to_tensor(chunk, device)
         with autocast(device, amp):
             out = model(x)
         decoded = decode(
@@ -102,5 +102,14 @@ def predict(
             max_detections=max_detections,
             class_agnostic=class_agnostic,
         )
-        results += [(b.cpu().numpy(), s.cpu().numpy(), c.cpu().numpy()) for b, s, c in decoded]
+        results += _to_host(decoded)
     return results
+
+
+def _to_host(decoded: Sequence[tuple[Tensor, Tensor, Tensor]]) -> list[Prediction]:
+    """Per-image results as numpy arrays, copied from the device once per field, not per image."""
+    counts = [len(scores) for _, scores, _ in decoded]
+    fields = [torch.cat([d[i] for d in decoded]).cpu().numpy() for i in range(3)]
+    split = np.cumsum(counts)[:-1]
+    boxes, scores, classes = (np.split(f, split) for f in fields)
+    return list(zip(boxes, scores, classes, strict=True))

@@ -149,11 +149,16 @@ def decode(
     cx, cy = (xs + off[:, 0]) * STRIDE, (ys + off[:, 1]) * STRIDE
     bw, bh = size[:, 0].clamp(max=8).exp() * STRIDE, size[:, 1].clamp(max=8).exp() * STRIDE
     boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=2)
+    # One NMS over the whole batch: boxes of different images (and, per class, of different
+    # classes) never suppress each other, as they sit in different groups.
+    image = torch.arange(b, device=logits.device).unsqueeze(1).expand(b, k)
+    keep = scores >= score_threshold
+    bx, sc, cl, im = boxes[keep], scores[keep], cls[keep], image[keep]
+    kept = batched_nms(bx, sc, im if class_agnostic else im * n_cls + cl, nms_iou)
+    kept = kept[torch.sort(im[kept], stable=True).indices]  # by image, by score within one
+    per_image = torch.bincount(im[kept], minlength=b).tolist()
     results = []
-    for i in range(b):
-        keep = scores[i] >= score_threshold
-        bx, sc, cl = boxes[i][keep], scores[i][keep], cls[i][keep]
-        groups = torch.zeros_like(cl) if class_agnostic else cl
-        kept = batched_nms(bx, sc, groups, nms_iou)[:max_detections]
-        results.append((bx[kept], sc[kept], cl[kept]))
+    for part in kept.split(per_image):
+        part = part[:max_detections]
+        results.append((bx[part], sc[part], cl[part]))
     return results

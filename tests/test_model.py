@@ -51,6 +51,15 @@ def test_to_tensor_is_normalised_rgb_in_channel_first_order() -> None:
     assert np.allclose(x[1, :, 3, 4].numpy(), expected, atol=1e-5)
 
 
+def test_to_tensor_on_a_device_gives_the_same_values_in_channels_last_memory() -> None:
+    bgr = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
+    on_cpu = to_tensor(list(bgr))
+    on_device = to_tensor(list(bgr), torch.device("cpu"))
+    assert on_device.shape == on_cpu.shape
+    assert on_device.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(on_device, on_cpu)
+
+
 def test_decode_returns_each_heatmap_peak_as_a_box_with_its_sigmoid_score() -> None:
     heat = torch.full((1, 3, 16, 16), -8.0)
     heat[0, 0, 5, 6] = 2.0  # a truck centred in cell (x 6, y 5)
@@ -83,3 +92,23 @@ def test_class_agnostic_nms_keeps_one_box_per_vehicle(
         out, score_threshold=0.1, nms_iou=0.6, max_detections=10, class_agnostic=class_agnostic
     )
     assert sorted(classes.tolist()) == sorted([*expected, 2])
+
+
+@pytest.mark.parametrize("class_agnostic", [False, True])
+def test_decoding_a_batch_gives_each_image_what_it_gets_alone(class_agnostic: bool) -> None:
+    """Images of one batch share one NMS call; their boxes must never suppress each other."""
+    torch.manual_seed(0)
+    out = {
+        "heatmap": torch.randn(5, 3, 16, 16) * 2,
+        "size": torch.randn(5, 2, 16, 16) * 0.3 + 1.0,
+        "offset": torch.rand(5, 2, 16, 16),
+    }
+    out["heatmap"][3] = -9.0  # an image with nothing above the threshold
+    args = dict(score_threshold=0.3, nms_iou=0.5, max_detections=7, class_agnostic=class_agnostic)
+    batch = decode(out, **args)  # type: ignore[arg-type]
+    assert len(batch) == 5 and len(batch[3][1]) == 0
+    for i in range(5):
+        [alone] = decode({k: v[i : i + 1] for k, v in out.items()}, **args)  # type: ignore[arg-type]
+        assert 0 < len(alone[1]) <= 7 or i == 3
+        for got, want in zip(batch[i], alone, strict=True):
+            assert torch.equal(got, want)
