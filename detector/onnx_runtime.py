@@ -119,8 +119,11 @@ def _set_metadata(proto: Any, meta: dict[str, str]) -> None:
 
 
 def _save_atomic(proto: Any, out: Path, save: Any) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {out}: {exc.strerror or exc}") from exc
     os.close(fd)
     try:
         save(proto, tmp)

@@ -13,7 +13,12 @@ import torch
 
 from truckcount.detector.data import LabelError, load_samples, split
 from truckcount.detector.train import TrainArgs, run
-from truckcount.detector.weights import CheckpointError, export_weights, load_checkpoint
+from truckcount.detector.weights import (
+    CheckpointError,
+    export_weights,
+    load_checkpoint,
+    pick_device,
+)
 
 NAMES = "names:\n  0: big truck\n  1: car\n  2: bicycle\n"
 
@@ -117,3 +122,17 @@ def test_the_augmentation_knobs_reach_training_and_its_checkpoint(
     assert any("paste bank:" in r.getMessage() for r in caplog.records)
     args = load_checkpoint(out / "checkpoint.pt")["args"]
     assert args["paste_p"] == 0.5 and args["crop_min"] == 0.3
+
+
+@pytest.mark.parametrize("name", ["gpu", "mps", "cuda0", "CPU", ""])
+def test_a_device_name_other_than_auto_cpu_or_cuda_is_refused_by_name(name: str) -> None:
+    with pytest.raises(ValueError, match=f"device '{name}': expected auto, cpu, cuda or cuda:N"):
+        pick_device(name)
+
+
+def test_cuda_without_a_gpu_is_an_error_and_auto_falls_back_to_the_cpu() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(CheckpointError, match="CUDA is not available"):
+        pick_device("cuda:1")

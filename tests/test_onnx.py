@@ -161,6 +161,14 @@ def test_export_of_a_missing_checkpoint_fails_cleanly(tmp_path: Path) -> None:
     assert "checkpoint not found" in result.output
 
 
+def test_export_to_a_path_that_cannot_be_written_names_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["export-onnx", str(blocker / "x.onnx")])
+    assert result.exit_code == 1
+    assert f"cannot write {blocker / 'x.onnx'}" in result.output
+
+
 def _demo_crossings(detector: Detector) -> list[Crossing]:
     cfg = load_config(DEMO_CONFIG)
     cam = cfg.cameras[0]

@@ -54,7 +54,9 @@ def train(
     resume: Annotated[Path | None, typer.Option(help="continue from this checkpoint")] = None,
     init: Annotated[Path | None, typer.Option(help="fine-tune from these weights")] = None,
     test_only: Annotated[bool, typer.Option("--test-only", help="only evaluate")] = False,
-    limit: Annotated[int | None, typer.Option(help="use the first N training frames")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="use the first N training frames")
+    ] = None,
     label_fixes: LabelFixesOpt = None,
 ) -> None:
     """Train the detector from scratch (time split: validation = siang + late night)."""
@@ -135,7 +137,9 @@ def eval_detect(
         typer.Option(help="checkpoint, or .onnx file for ONNX Runtime (default: shipped)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
-    threshold: Annotated[float | None, typer.Option(help="score threshold for P/R")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=0, max=1, help="score threshold for P/R")
+    ] = None,
     split: Annotated[str, typer.Option(help="all, or the time split's val / train frames")] = "all",
     label_fixes: LabelFixesOpt = None,
 ) -> None:
