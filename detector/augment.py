@@ -48,19 +48,24 @@ class AugmentConfig:
 def to_tensor(images: Sequence[Image], device: torch.device | None = None) -> torch.Tensor:
     """Stack BGR uint8 images (same size) into a normalised RGB float tensor (B, 3, H, W).
 
-    Without ``device``: a contiguous tensor on the CPU. With one: the uint8 pixels travel to it
-    (a quarter of the float bytes) and are converted there, and the result is channels-last, the
-    layout the detector runs in; the values are the same either way."""
-    if device is None:
-        bgr = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-        out = torch.empty(bgr.shape, dtype=torch.float32)  # contiguous NCHW
-        for c in range(3):  # each copy converts and transposes one channel, red first
-            out[:, c].copy_(bgr[:, 2 - c])
-        return out.sub_(_MEAN_T).div_(_STD_T)
-    bgr = torch.from_numpy(np.stack(images)).to(device)
-    rgb = bgr.flip(-1).to(torch.float32)  # (B, H, W, 3), red first
-    rgb.sub_(_MEAN_T.view(3).to(device)).div_(_STD_T.view(3).to(device))
-    return rgb.permute(0, 3, 1, 2)  # an NCHW view of NHWC memory: channels-last
+    Without ``device``: a contiguous tensor on the CPU. With one: a channels-last tensor there,
+    the layout the detector runs in; on a GPU the uint8 pixels travel (a quarter of the float
+    bytes) and are converted there. The values are the same either way."""
+    if device is not None and device.type != "cpu":
+        return normalise_nhwc(torch.from_numpy(np.stack(images)).to(device))
+    bgr = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    out = torch.empty(bgr.shape, dtype=torch.float32)  # contiguous NCHW
+    for c in range(3):  # each copy converts and transposes one channel, red first
+        out[:, c].copy_(bgr[:, 2 - c])
+    out.sub_(_MEAN_T).div_(_STD_T)
+    return out if device is None else out.contiguous(memory_format=torch.channels_last)
+
+
+def normalise_nhwc(bgr: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) BGR uint8 on any device into what ``to_tensor`` gives, channels-last there."""
+    rgb = bgr.flip(-1).to(torch.float32)  # red first
+    rgb.sub_(_MEAN_T.view(3).to(bgr.device)).div_(_STD_T.view(3).to(bgr.device))
+    return rgb.permute(0, 3, 1, 2)  # an NCHW view of NHWC memory
 
 
 def _mostly_visible(boxes: np.ndarray, clipped: np.ndarray, min_visible: float) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from truckcount.detector.augment import to_tensor
+from truckcount.detector.augment import normalise_nhwc, to_tensor
 from truckcount.detector.model import HEATMAP_PRIOR_BIAS, ModelConfig, TruckNet, decode
 
 SMALL = ModelConfig(input_size=64)
@@ -51,13 +51,14 @@ def test_to_tensor_is_normalised_rgb_in_channel_first_order() -> None:
     assert np.allclose(x[1, :, 3, 4].numpy(), expected, atol=1e-5)
 
 
-def test_to_tensor_on_a_device_gives_the_same_values_in_channels_last_memory() -> None:
+def test_frames_converted_on_a_device_have_the_same_values_in_channels_last_memory() -> None:
+    """On a GPU the uint8 pixels travel and ``normalise_nhwc`` converts them there."""
     bgr = np.random.default_rng(0).integers(0, 256, (2, 4, 5, 3), dtype=np.uint8)
     on_cpu = to_tensor(list(bgr))
-    on_device = to_tensor(list(bgr), torch.device("cpu"))
-    assert on_device.shape == on_cpu.shape
-    assert on_device.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(on_device, on_cpu)
+    for there in (normalise_nhwc(torch.from_numpy(bgr)), to_tensor(list(bgr), torch.device("cpu"))):
+        assert there.shape == on_cpu.shape
+        assert there.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(there, on_cpu)
 
 
 def test_decode_returns_each_heatmap_peak_as_a_box_with_its_sigmoid_score() -> None:
