@@ -118,7 +118,9 @@ def _prepare_sqlite_file(url: URL, *, create: bool) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DatabaseUnavailable(f"cannot create {path.parent}: {exc.strerror or exc}") from None
+        in_way = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = f"{in_way} is a file" if in_way is not None else exc.strerror or exc
+        raise DatabaseUnavailable(f"cannot create {path.parent}: {why}") from None
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:

@@ -52,22 +52,28 @@ class SpoolFile:
     """The open, locked spool file of one attempt; ``append`` returns once the line is on disk."""
 
     def __init__(self, folder: Path, attempt_id: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"{attempt_id}{SUFFIX}"
-        while True:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink > 0:  # not deleted by a replay between open and lock
-                break
-            os.close(fd)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink > 0:  # not deleted by a replay between open and lock
+                    break
+                os.close(fd)
+            _fsync_dir(folder)
+        except OSError as exc:
+            raise StorageError(f"cannot spool to {self.path}: {exc.strerror or exc}") from None
         self._fd = fd
-        _fsync_dir(folder)
 
     def append(self, record: dict[str, Any]) -> None:
-        """Write one line and fsync it."""
+        """Write one line and fsync it; ``StorageError`` when the disk refuses it."""
         line = json.dumps(record, separators=(",", ":")) + "\n"
-        os.write(self._fd, line.encode())
-        os.fsync(self._fd)
+        try:
+            os.write(self._fd, line.encode())
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise StorageError(f"cannot spool to {self.path}: {exc.strerror or exc}") from None
 
     def close(self, *, delete: bool = False) -> None:
         """Release the lock; with ``delete`` remove the file first (it was replayed)."""

@@ -210,3 +210,15 @@ def test_default_spool_dir_is_beside_the_sqlite_file(tmp_path: Path) -> None:
     assert default_spool_dir(f"sqlite:///{tmp_path}/c.db") == tmp_path / "c.db.spool"
     pg = default_spool_dir("postgresql+psycopg://u:p@db/counts")
     assert pg.parts[-2:] == ("truckcount", "spool")
+
+
+def test_a_database_and_a_spool_that_cannot_be_written_stop_the_run_with_both_named(
+    tmp_path: Path,
+) -> None:
+    """Nothing may be lost silently: with neither the database nor its spool writable (a file
+    stands where their folder should be), the run fails and the message names both."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    writer = StorageWriter(f"sqlite:///{blocker / 'x.db'}")
+    with pytest.raises(StorageError, match=r"cannot spool to .*a-file/x\.db\.spool.*"):
+        writer.begin_run(run_info(), "UTC")
