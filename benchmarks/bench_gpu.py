@@ -298,7 +298,7 @@ def main() -> int:
         best = max(results["network"], key=lambda r: r["frames_per_s"])
         results["network_graph"] = graph_rate(model, small, device, best["batch"], args.seconds)
         save()
-    big = [b for b in batches if b >= 8]
+    big = [b for b in batches if b > 1] or batches
     results["detector"] = detector_rates(model, small, device, big, args.seconds)
     save()
     results["full_frames"] = full_frame_rates(frames, device, big[-3:], args.seconds)
