@@ -16,9 +16,11 @@ that dies half-way is simply run again.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from truckcount.storage import repository as repo
-from truckcount.storage.database import StorageError
+from truckcount.storage.database import StorageError, mask_url
 from truckcount.storage.models import RunStatus
 from truckcount.storage.presence import add_presence
 from truckcount.types import Crossing, Direction, PresenceSlot, RunInfo, VehicleClass
@@ -46,6 +48,7 @@ class ReplayReport:
     files: int  # spool files fully applied and deleted
     records: int  # lines applied
     busy: int  # files skipped because a live writer still holds them
+    foreign: int = 0  # files skipped because they were spooled for another database
 
 
 class SpoolFile:
@@ -84,14 +87,24 @@ class SpoolFile:
 
 
 def default_spool_dir(url: str) -> Path:
-    """Beside a SQLite file (``counts.db`` -> ``counts.db.spool/``), else the user's data dir."""
+    """Beside a SQLite file (``counts.db`` -> ``counts.db.spool/``), else a folder of its own per
+    database in the user's data dir (``spool/<backend>-<host>-<database>-<hash>``), so that one
+    database's writes are never replayed into another."""
     parsed = make_url(url)
     db = parsed.database
     if parsed.get_backend_name() == "sqlite" and db and db != ":memory:":
         path = Path(db)
         return path.with_name(path.name + ".spool")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "truckcount" / "spool"
+    digest = hashlib.sha256(database_key(url).encode()).hexdigest()[:10]
+    name = "-".join(p for p in (parsed.get_backend_name(), parsed.host, db) if p)
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+    return Path(base) / "truckcount" / "spool" / f"{name}-{digest}"
+
+
+def database_key(url: str | URL) -> str:
+    """Which database a URL names, whatever its password: backend, user, host, port, database."""
+    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -130,22 +143,25 @@ def replay_folder(engine: Engine, folder: Path, *, skip: set[Path] | None = None
     Raises:
         StorageError: a record is rejected by the database; that file stays for a later replay.
     """
-    files = records = busy = 0
+    files = records = busy = foreign = 0
     for path in sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []:
         if skip and path in skip:
             continue
         done = _replay_unlocked(engine, path)
         if done is None:
             busy += 1
-            continue
-        files, records = files + 1, records + done
+        elif done < 0:
+            foreign += 1
+        else:
+            files, records = files + 1, records + done
     if files:
         log.info("replayed %d spool file(s), %d write(s) from %s", files, records, folder)
-    return ReplayReport(files, records, busy)
+    return ReplayReport(files, records, busy, foreign)
 
 
 def _replay_unlocked(engine: Engine, path: Path) -> int | None:
-    """Replay and delete one file unless a writer holds it (then None)."""
+    """Replay and delete one file unless a writer holds it (then None) or it was spooled for
+    another database (then -1: it is left for that one)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
@@ -157,7 +173,17 @@ def _replay_unlocked(engine: Engine, path: Path) -> int | None:
             return None
         if os.fstat(fd).st_nlink == 0:  # another replay finished it meanwhile
             return 0
-        done = apply_records(engine, read_records(path))
+        spooled = read_records(path)
+        meant = spooled[0].get("database") if spooled else None
+        if meant is not None and meant != database_key(engine.url):
+            log.warning(
+                "spool file %s holds writes for %s, not %s: left for that database",
+                path,
+                mask_url(meant),
+                mask_url(str(engine.url)),
+            )
+            return -1
+        done = apply_records(engine, spooled)
         path.unlink()
         _fsync_dir(path.parent)
         return done
@@ -176,10 +202,14 @@ def _fsync_dir(folder: Path) -> None:
 # --- records ------------------------------------------------------------------------------------
 
 
-def begin_record(run: RunInfo, timezone: str, attempt_id: str) -> dict[str, Any]:
-    """The record that starts every spool file."""
+def begin_record(
+    run: RunInfo, timezone: str, attempt_id: str, database: str | None = None
+) -> dict[str, Any]:
+    """The record that starts every spool file; ``database`` (a ``database_key``) is where its
+    writes belong: a replay into any other database leaves the file alone."""
     return {
         "op": "begin",
+        "database": database,
         "attempt_id": attempt_id,
         "timezone": timezone,
         "run": {

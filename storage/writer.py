@@ -54,6 +54,7 @@ from truckcount.storage.spool import (
     begin_record,
     coverage_record,
     crossings_record,
+    database_key,
     default_spool_dir,
     finish_record,
     presence_record,
@@ -130,7 +131,8 @@ class StorageWriter:
         with self._lock:
             if run.run_id in self._open_runs:
                 raise StorageError(f"run {run.run_id!r} is already open in this writer")
-            self._attempts[attempt] = _Attempt(attempt, begin_record(run, timezone, attempt))
+            begin = begin_record(run, timezone, attempt, database_key(self.url))
+            self._attempts[attempt] = _Attempt(attempt, begin)
             self._open_runs[run.run_id] = attempt
             self._write(attempt, None, write)
         return attempt
@@ -242,7 +244,9 @@ class StorageWriter:
                 raise DatabaseUnavailable(f"database {mask_url(self.url)} is unreachable") from exc
             self._down_since = None
             self._forget_done()
-            return ReplayReport(other.files + len(own), other.records + records, other.busy)
+            return ReplayReport(
+                other.files + len(own), other.records + records, other.busy, other.foreign
+            )
 
     def close(self) -> None:
         """Try once more to replay, then release the spool files (they stay for a later replay)."""

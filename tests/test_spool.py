@@ -23,9 +23,10 @@ from truckcount.storage import (
     bucket_counts,
     count_crossings,
     list_runs,
+    open_database,
 )
 from truckcount.storage.models import CoverageRow, CrossingRow
-from truckcount.storage.spool import read_records, replay_folder
+from truckcount.storage.spool import database_key, read_records, replay_folder
 from truckcount.storage.writer import StorageWriter, default_spool_dir
 from truckcount.types import Crossing, Direction, RunInfo, VehicleClass
 
@@ -206,10 +207,47 @@ def test_bad_values_are_rejected_before_anything_is_spooled(tmp_path: Path) -> N
     writer.close()
 
 
-def test_default_spool_dir_is_beside_the_sqlite_file(tmp_path: Path) -> None:
+def test_default_spool_dir_is_beside_the_sqlite_file_or_one_per_server_database(
+    tmp_path: Path,
+) -> None:
     assert default_spool_dir(f"sqlite:///{tmp_path}/c.db") == tmp_path / "c.db.spool"
     pg = default_spool_dir("postgresql+psycopg://u:p@db/counts")
-    assert pg.parts[-2:] == ("truckcount", "spool")
+    assert pg.parts[-3:-1] == ("truckcount", "spool") and pg.name.startswith(
+        "postgresql-db-counts-"
+    )
+    assert "p" not in pg.name.split("-")  # no password in a path
+    # Another password is the same database; another database or host is not.
+    assert default_spool_dir("postgresql+psycopg://u:other@db/counts") == pg
+    key = database_key("postgresql+psycopg://u:secret@db:5432/counts")
+    assert key == "postgresql+psycopg://u@db:5432/counts"  # what spool files record: no password
+    assert default_spool_dir("postgresql+psycopg://u:p@db/archive") != pg
+    assert default_spool_dir("postgresql+psycopg://u:p@db2/counts") != pg
+
+
+def test_a_spool_is_replayed_only_into_the_database_it_was_written_for(tmp_path: Path) -> None:
+    """Two databases sharing one spool folder: B's writer must not take A's spooled run."""
+    outage = Outage(tmp_path)
+    dead = StorageWriter(outage.url, outage.spool, retry_s=0)
+    write_run(dead, "r1")
+    dead.close()  # A is still down: its file stays
+    other_url = f"sqlite:///{tmp_path / 'other.db'}"
+    other = StorageWriter(other_url, outage.spool, retry_s=0)
+    write_run(other, "r2")
+    other.close()
+    args = ["db", "replay", "--db", other_url, "--spool", str(outage.spool)]
+    told = CliRunner().invoke(app, args)
+    assert told.exit_code == 0 and "1 spooled for another database, left alone" in told.output
+    b = open_database(other_url, create=False)
+    assert [r.run_id for r in list_runs(b)] == ["r2"]
+    b.dispose()
+    outage.end()
+    replayed = CliRunner().invoke(
+        app, ["db", "replay", "--db", outage.url, "--spool", str(outage.spool)]
+    )
+    assert "replayed 1 spool file(s)" in replayed.output
+    a = outage.engine()
+    assert [r.run_id for r in list_runs(a)] == ["r1"]
+    a.dispose()
 
 
 def test_a_database_and_a_spool_that_cannot_be_written_stop_the_run_with_both_named(

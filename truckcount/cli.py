@@ -219,6 +219,8 @@ def db_replay(
         finally:
             engine.dispose()
         busy = f"; {report.busy} still being written, left alone" if report.busy else ""
+        if report.foreign:
+            busy += f"; {report.foreign} spooled for another database, left alone"
         typer.echo(
             f"{mask_url(url)}: replayed {report.files} spool file(s), "
             f"{report.records} write(s) from {folder}{busy}"
