@@ -22,6 +22,21 @@ CAMERA = "cam1"
 TABLES = ("coverage", "crossings", "runs", "cameras")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_data_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Spool and cache folders of the session's own (child processes too): the suite never
+    replays a user's spooled writes into a test database, nor leaves files in the user's home."""
+    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_CACHE_HOME")}
+    for key in saved:
+        os.environ[key] = str(tmp_path_factory.mktemp(key.lower()))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty SQLite database at the newest revision; migrating once keeps the suite fast."""
