@@ -103,8 +103,13 @@ def default_spool_dir(url: str) -> Path:
 
 
 def database_key(url: str | URL) -> str:
-    """Which database a URL names, whatever its password: backend, user, host, port, database."""
-    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
+    """Which database a URL names, whatever its password: backend, user, host, port, database
+    (for a SQLite file, its absolute path)."""
+    parsed = make_url(url)._replace(password=None)
+    db = parsed.database
+    if parsed.get_backend_name() == "sqlite" and db and db != ":memory:":
+        parsed = parsed._replace(database=str(Path(db).resolve()))
+    return parsed.render_as_string(hide_password=False)
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
