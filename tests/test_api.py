@@ -265,6 +265,16 @@ def test_serve_refuses_to_start_unprotected(config: Path, monkeypatch: pytest.Mo
     assert "error: refusing to serve on 0.0.0.0 without a token" in got.output
 
 
+def test_serve_refuses_a_watch_folder_that_is_a_file(config: Path) -> None:
+    blocker = config.parent / "inbox"
+    blocker.write_text("a file, not a folder")
+    with_watch = config.read_text() + "service: {watch_folder: inbox}\n"
+    config.write_text(with_watch)
+    got = runner.invoke(cli, ["serve", "--config", str(config)])
+    assert got.exit_code == 1
+    assert f"error: service.watch_folder {blocker} is a file, not a folder" in got.output
+
+
 def test_a_broken_database_answers_503_not_500(config: Path) -> None:
     client = _client(config)
     client.app.state.engine.dispose()  # type: ignore[attr-defined]

@@ -60,6 +60,15 @@ def test_shipped_demo_config_loads_with_paths_resolved() -> None:
             {"cascade": {"use_presence": True}, "presence": {"weights": None}},
             r"cascade.use_presence needs presence.weights",
         ),
+        (
+            {"service": {"watch_pattern": "{camera}.mp4"}},
+            r"service.watch_pattern: pattern '\{camera\}.mp4' lacks the year \(%Y or %y\), "
+            r"month .*, day \(%d\), hour",
+        ),
+        (
+            {"cameras": [_cam(filename_pattern="cam1_%Y%m%d.mp4")]},
+            r"filename_pattern: pattern 'cam1_%Y%m%d.mp4' lacks the hour \(%H, or %I with %p\)",
+        ),
     ],
 )
 def test_invalid_configs_are_rejected(raw: dict[str, object], message: str) -> None:
@@ -82,6 +91,13 @@ def test_invalid_configs_are_rejected(raw: dict[str, object], message: str) -> N
 )
 def test_sources_the_readers_handle_are_accepted(source: str) -> None:
     assert parse_config({"cameras": [_cam(source=source)]}).cameras[0].source == source
+
+
+@pytest.mark.parametrize(
+    "pattern", ["{camera}_%Y%m%d_%H%M%S.mp4", "cam-%y-%b-%d %I%p.mkv", "%Y-%m-%dT%H:%M:%S%z.ts"]
+)
+def test_patterns_that_date_a_recording_are_accepted(pattern: str) -> None:
+    assert parse_config({"service": {"watch_pattern": pattern}}).service.watch_pattern == pattern
 
 
 def test_unknown_camera_lists_known_ones() -> None:

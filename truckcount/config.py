@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from truckcount.config_base import ConfigError, StrictModel
 from truckcount.config_camera import (
@@ -22,6 +22,7 @@ from truckcount.config_camera import (
     LineConfig,
     Point,
     TimestampSource,
+    check_time_pattern,
     polygon_area,
 )
 from truckcount.config_counting import CounterConfig, TrackerConfig
@@ -195,6 +196,11 @@ class ServiceConfig(StrictModel):
         pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
         description="UTC time (HH:MM) of the nightly model evaluation",
     )
+
+    @field_validator("watch_pattern")
+    @classmethod
+    def _dated_names(cls, v: str) -> str:
+        return check_time_pattern(v)
 
 
 class AppConfig(StrictModel):

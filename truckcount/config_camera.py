@@ -15,6 +15,26 @@ LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp"
 """URL schemes read as live streams."""
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
+_TIME_PARTS = {
+    "year (%Y or %y)": ("%Y", "%y"),
+    "month (%m, %b or %B)": ("%m", "%b", "%B"),
+    "day (%d)": ("%d",),
+    "hour (%H, or %I with %p)": ("%H", "%I"),
+}
+
+
+def check_time_pattern(pattern: str) -> str:
+    """A file-name pattern must name the date and hour of the first frame: a pattern without
+    them would silently date every recording 1 January 1900 (or at midnight)."""
+    missing = [what for what, codes in _TIME_PARTS.items() if not any(c in pattern for c in codes)]
+    if missing:
+        raise ValueError(
+            f"pattern {pattern!r} lacks the {', '.join(missing)}: a recording's wall-clock "
+            "start cannot be read from such a name (e.g. cam1_%Y%m%d_%H%M%S.mp4)"
+        )
+    return pattern
+
+
 Point = Annotated[
     tuple[float, float],
     Field(description="(x, y) as fractions of the frame width and height, each in [0, 1]"),
@@ -174,6 +194,11 @@ class CameraConfig(StrictModel):
                 f"one of {accepted}"
             )
         return v
+
+    @field_validator("filename_pattern")
+    @classmethod
+    def _dated_names(cls, v: str | None) -> str | None:
+        return None if v is None else check_time_pattern(v)
 
     @field_validator("timezone")
     @classmethod

@@ -135,6 +135,18 @@ def _same(job: Any, spec: JobSpec) -> bool:
     )  # fmt: skip
 
 
+def check_watch_folder(folder: Path) -> None:
+    """Refuse a watch folder that is a file; warn of one that does not exist (yet: a mount).
+
+    Raises:
+        ConfigError: ``folder`` exists and is not a folder.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"service.watch_folder {folder} is a file, not a folder")
+    if not folder.exists():
+        log.warning("service.watch_folder %s does not exist; each scan fails until it does", folder)
+
+
 def check_binding(host: str, token: str | None, token_env: str) -> None:
     """Refuse a non-loopback address without a token.
 
@@ -170,6 +182,8 @@ def serve(config_path: Path, host: str | None = None, port: int | None = None) -
     bind_host, bind_port = host or svc.host, port or svc.port
     token = os.environ.get(svc.token_env) or None
     check_binding(bind_host, token, svc.token_env)
+    if svc.watch_folder is not None:
+        check_watch_folder(service_jobs.resolve(svc.watch_folder, config_path))
     service_jobs.STOP.clear()
     _quiet_scheduler_logs()
     engine = service_jobs.engine_for(cfg.storage.url)
