@@ -18,6 +18,7 @@ from truckcount.storage.query import (
     bucket_frame,
     count_crossings,
     daily_counts,
+    stored_series,
     visible_runs,
 )
 from truckcount.storage.repository import (
@@ -50,5 +51,6 @@ __all__ = [
     "list_runs",
     "mask_url",
     "open_database",
+    "stored_series",
     "visible_runs",
 ]

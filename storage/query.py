@@ -235,6 +235,15 @@ def bucket_counts(
     return with_truck_share(buckets, slots)
 
 
+def stored_series(engine: Engine, camera_id: str) -> set[tuple[str, str]]:
+    """The (line id, direction name) pairs of every stored crossing of a camera, any run."""
+    pairs = select(CrossingRow.line_id, CrossingRow.direction_name).where(
+        CrossingRow.camera_id == camera_id
+    )
+    with engine.connect() as conn:
+        return {(line, direction) for line, direction in conn.execute(pairs.distinct())}
+
+
 def bucket_frame(engine: Engine, camera_id: str, **options: Any) -> pd.DataFrame:
     """``bucket_counts`` as a pandas DataFrame indexed by bucket start in the local zone.
 

@@ -140,6 +140,8 @@ def test_uncovered_buckets_are_null_and_quiet_covered_ones_zero(client: TestClie
         ("camera=km39&from=2023-05-01&to=2024-05-01&granularity=hour", 422, "367 days"),
         ("camera=km39&from=1800-01-01&to=2024-05-01", 422, "day 1800-01-01"),
         ("camera=km39&from=9999-12-31&to=9999-12-31&tz=Pacific/Kiritimati", 422, "9999-12-31"),
+        ("camera=km39&line=gaet", 422, "has no line 'gaet'"),
+        ("camera=km39&direction=sideways", 422, "has no direction 'sideways'"),
     ],
 )
 def test_bad_parameters_get_a_clear_4xx(

@@ -116,7 +116,30 @@ def test_as_of_before_the_run_shows_nothing_known(url: str) -> None:
 
 def test_model_version_and_line_filters(url: str) -> None:
     assert "gate:north" in counts(url, "--model-version", "m1", "--line", "gate")
-    assert counts(url, "--line", "exit").endswith("(no analysed video in this range)\n")
+    assert counts(url, "--model-version", "m9").endswith("(no analysed video in this range)\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--line", "exit"],
+            "has no line 'exit' in its config or its stored crossings (known: gate)",
+        ),
+        (
+            ["--direction", "south"],
+            "has no direction 'south' in its config or its stored crossings",
+        ),
+        (["--line", "gate", "--direction", "south"], "(known: north)"),
+    ],
+)
+def test_a_line_or_direction_never_configured_or_counted_is_an_error_not_an_empty_table(
+    url: str, args: list[str], message: str
+) -> None:
+    """A typo must not read as 'no analysed video' (or as a quiet series of zeros)."""
+    result = runner.invoke(app, ["counts", "--camera", "km39", "--db", url, *args])
+    assert result.exit_code == 1
+    assert message in result.output
 
 
 def test_parquet_file_reads_back_with_nulls_and_local_times(url: str, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from truckcount.storage import bucket_counts, camera_timezone, open_database
+from truckcount.storage import bucket_counts, camera_timezone, open_database, stored_series
 from truckcount.types import Bucket, BucketWidth, VehicleClass
 
 
@@ -71,6 +71,8 @@ def fetch_with(engine: Engine, req: CountsRequest) -> tuple[list[Bucket], str]:
     """``fetch`` on an open engine (a long-running server keeps one)."""
     cls = _vehicle(req.vehicle)
     zone = req.tz or camera_timezone(engine, req.camera_id)
+    if req.line_id is not None or req.direction_name is not None:
+        _check_series(engine, req)
     buckets = bucket_counts(
         engine,
         req.camera_id,
@@ -86,6 +88,22 @@ def fetch_with(engine: Engine, req: CountsRequest) -> tuple[list[Bucket], str]:
         known_series=req.known_series,
     )
     return buckets, zone
+
+
+def _check_series(engine: Engine, req: CountsRequest) -> None:
+    """A line or direction neither configured nor ever counted is a typo, not a quiet series:
+    without this check it would read as 'no analysed video'."""
+    known = set(req.known_series) | stored_series(engine, req.camera_id)
+    for what, asked, names in (
+        ("line", req.line_id, {line for line, _ in known}),
+        ("direction", req.direction_name, {d for line, d in known if req.line_id in (None, line)}),
+    ):
+        if asked is not None and asked not in names:
+            listed = ", ".join(sorted(names)) or "none yet"
+            raise ValueError(
+                f"camera {req.camera_id!r} has no {what} {asked!r} in its config or its stored "
+                f"crossings (known: {listed})"
+            )
 
 
 def render(buckets: list[Bucket], req: CountsRequest, zone: str, fmt: OutputFormat) -> str:
