@@ -201,6 +201,7 @@ def _loader(dataset: DetectionDataset, args: TrainArgs) -> DataLoader[Any]:
         drop_last=True,
         num_workers=args.workers,
         persistent_workers=args.workers > 0,
+        pin_memory=pick_device(args.device).type == "cuda",  # lets the copy to the GPU overlap
         generator=torch.Generator().manual_seed(args.seed),
     )
 
