@@ -3,7 +3,6 @@ machines by ``--shard K/N`` so that together they count what one machine counts.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +19,7 @@ from sqlalchemy import Engine, select, text
 from typer.testing import CliRunner
 
 from tests.conftest import TABLES
+from tests.helpers import load_benchmark
 from truckcount.backfill import Shard
 from truckcount.cli import app
 from truckcount.storage import RunStatus, list_runs, open_database
@@ -149,12 +149,7 @@ def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:
 
 def bench_backfill() -> ModuleType:
     """``benchmarks/bench_backfill.py``, which cuts the demo clip into named recordings."""
-    path = REPO / "benchmarks" / "bench_backfill.py"
-    spec = importlib.util.spec_from_file_location("bench_backfill", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_backfill")
 
 
 @pytest.mark.slow

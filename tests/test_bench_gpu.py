@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpu.py"
-
-
-def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_benchmark
 
 
 @pytest.mark.slow
@@ -28,7 +18,7 @@ def test_the_gpu_benchmark_reports_every_figure_and_the_same_counts_on_the_cpu(
     out = tmp_path / "gpu.json"
     argv = ["bench_gpu.py", "--json", str(out), "--device", "cpu", "--seconds", "0.05"]
     monkeypatch.setattr(sys, "argv", [*argv, "--batches", "1,2"])
-    assert _bench().main() == 0
+    assert load_benchmark("bench_gpu").main() == 0
     report = json.loads(out.read_text())
     assert report["environment"]["device"] == "cpu"
     assert {(r["batch"], r["precision"]) for r in report["network"]} == {
