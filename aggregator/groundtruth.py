@@ -29,6 +29,7 @@ from scipy.optimize import linear_sum_assignment
 from truckcount.aggregator.evaluate import AnchorLog, RecordingCounter
 from truckcount.aggregator.tracker import iou_matrix
 from truckcount.config import CameraConfig, ConfigError, CounterConfig, StrictModel
+from truckcount.config_base import describe
 from truckcount.types import Crossing, Detections, Frame
 
 _GATED = 1e6
@@ -298,6 +299,11 @@ def load_spec(path: Path) -> BenchmarkSpec:
         return BenchmarkSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except (yaml.YAMLError, PydanticValidationError) as exc:
+    except yaml.YAMLError as exc:
         lines = str(exc).strip().splitlines()
         raise ConfigError(f"{path}: invalid sequence list ({'; '.join(lines[:3])})") from exc
+    except PydanticValidationError as exc:
+        raise ConfigError(
+            f"{path}: invalid sequence list ({describe(exc)}); expected a `sequences:` list of "
+            "name, fps, start, role, light and optionally first / last"
+        ) from exc

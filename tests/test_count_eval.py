@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from truckcount.aggregator.groundtruth import (
     load_spec,
 )
 from truckcount.cli import app
-from truckcount.config import CameraConfig, CounterConfig, DirectionNames, LineConfig
+from truckcount.config import CameraConfig, ConfigError, CounterConfig, DirectionNames, LineConfig
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.weights import save_checkpoint
 from truckcount.ingest.images import ImageSequence, open_image_sequence
@@ -384,3 +385,22 @@ def test_truck_counts_do_not_regress() -> None:
     verdict = compare(report, json.loads(BASELINE.read_text()))
     failures = [line for line in verdict.lines() if line.endswith("WORSE")]
     assert not failures, "truck counts regressed:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("- {name: siang, fps: 5}\n", "top level: Input should be a valid dictionary"),
+        (
+            "sequences:\n  - {name: x, fps: -5, start: '2021-11-15T13:17:09+07:00', "
+            "role: validation, light: day}\n",
+            "sequences.0.fps: Input should be greater than 0",
+        ),
+    ],
+)
+def test_a_bad_sequence_list_names_the_place(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "seq.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: invalid sequence list")) as err:
+        load_spec(path)
+    assert says in str(err.value) and "errors.pydantic.dev" not in str(err.value)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from truckcount.config_base import ConfigError, StrictModel
+from truckcount.config_base import ConfigError, StrictModel, describe
 from truckcount.config_camera import (
     CameraConfig,
     DirectionNames,
@@ -299,7 +299,7 @@ def parse_config(raw: dict[str, Any]) -> AppConfig:
     try:
         cfg = AppConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from exc
+        raise ConfigError(describe(exc)) from exc
     for verify in VERIFIERS:
         verify(cfg)
     return cfg
@@ -323,12 +323,3 @@ def load_config(path: Path) -> AppConfig:
         return parse_config(_resolve_paths(raw, path.resolve().parent))
     except ConfigError as exc:
         raise ConfigError(f"config {path}: {exc}") from exc
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")  # our validators' own words
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)
