@@ -54,12 +54,20 @@ class UnknownCameraError(StorageError):
         super().__init__(f"unknown camera {camera_id!r} (known cameras: {listed})")
 
 
+SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+"""Query parameters of a database URL that hold credentials (``?password=…``, ``sslpassword``)."""
+
+
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, fit for messages and logs."""
+    """Return ``url`` with its password (in the user part or the query) replaced by ``***``,
+    fit for messages and logs."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         return _USERINFO.sub(r"\g<head>:***@", url)
+    hidden = {k: "***" for k in parsed.query if SECRET_QUERY_KEY.search(k)}
+    shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")  # the query's stars, not percent-encoded
 
 
 def open_database(url: str, *, create: bool = True) -> Engine:

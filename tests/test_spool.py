@@ -220,6 +220,8 @@ def test_default_spool_dir_is_beside_the_sqlite_file_or_one_per_server_database(
     assert default_spool_dir("postgresql+psycopg://u:other@db/counts") == pg
     key = database_key("postgresql+psycopg://u:secret@db:5432/counts")
     assert key == "postgresql+psycopg://u@db:5432/counts"  # what spool files record: no password
+    in_query = "postgresql+psycopg://u@db/counts?sslmode=require&password=secret&sslpassword=x"
+    assert database_key(in_query) == "postgresql+psycopg://u@db/counts?sslmode=require"
     here = database_key(f"sqlite:///{Path.cwd() / 'c.db'}")
     assert database_key("sqlite:///c.db") == here  # a SQLite file by its absolute path
     assert default_spool_dir("postgresql+psycopg://u:p@db/archive") != pg

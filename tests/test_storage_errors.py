@@ -52,6 +52,11 @@ def test_missing_sqlite_file_without_create_names_the_path(tmp_path: Path) -> No
         ("postgresql://user:s3cr%40t@db.local/counts", "user:***@db.local/counts"),
         ("not a url ://user:secret@host/db", "user:***@host/db"),
         ("sqlite:///counts.db", "sqlite:///counts.db"),
+        (
+            "postgresql+psycopg://user@db/counts?sslmode=require&password=secret",
+            "counts?password=***&sslmode=require",
+        ),
+        ("postgresql+psycopg://user@db/counts?sslpassword=secret", "sslpassword=***"),
     ],
 )
 def test_mask_url_hides_the_password(url: str, shown: str) -> None:
