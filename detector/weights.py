@@ -36,10 +36,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # arbitrary bytes reach the unpickler: any failure means unreadable
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         raise CheckpointError(
             f"cannot read checkpoint {path}: not a PyTorch checkpoint, or damaged "
-            f"({type(exc).__name__}: {why})"
+            f"({type(exc).__name__}: {_load_failure(exc)})"
         ) from exc
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         raise CheckpointError(
@@ -48,18 +47,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+def _load_failure(exc: Exception) -> str:
+    """The line of a load error that says what went wrong: torch's weights-only refusal opens
+    with a paragraph about its defaults, and names the offending object further down."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if lines and lines[0].startswith("Weights only load failed"):
+        named = [ln for ln in lines if ln.startswith(("WeightsUnpickler error", "Unsupported"))]
+        return named[0] if named else "refused by the weights-only loader"
+    return lines[0] if lines else "no detail"
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write atomically, so a crash mid-save never leaves a half-written checkpoint; missing
     parent folders are made. ``CheckpointError`` names a path that cannot be written."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, tmp)
+        with open(tmp, "wb") as out:  # an unwritable path fails here, with the system's reason
+            torch.save(state, out)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CheckpointError(f"cannot write checkpoint {path}: {why}") from None
 
 
 def export_weights(checkpoint: Path, out: Path) -> str:

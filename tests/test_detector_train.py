@@ -101,6 +101,18 @@ def test_unreadable_checkpoint_is_a_clear_error(tmp_path: Path, content: bytes) 
         load_checkpoint(tmp_path / "absent.pt")
 
 
+class _NotAllowed:
+    """A class the weights-only loader refuses to build."""
+
+
+def test_a_pickled_object_is_refused_naming_it_not_torchs_paragraph(tmp_path: Path) -> None:
+    path = tmp_path / "pickled.pt"
+    torch.save({"model": _NotAllowed()}, path)
+    with pytest.raises(CheckpointError, match=r"Unsupported global: .*_NotAllowed") as err:
+        load_checkpoint(path)
+    assert "In PyTorch 2.6" not in str(err.value)
+
+
 def test_export_makes_missing_folders_and_names_a_path_it_cannot_write(tmp_path: Path) -> None:
     from truckcount.config import DEFAULT_WEIGHTS
 
