@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 
+from truckcount.redact import SECRET_PARAM
+
 # user:password@ (or user@) right after "scheme://"
 _USERINFO = re.compile(r"(?<=://)[^/?#@\s]+@")
-# credentials passed as query parameters, e.g. "?user=admin&password=x"
-_SECRET_PARAM = re.compile(
-    r"(?i)([?&;](?:password|passwd|pwd|pass|secret|token|key|auth|signature)=)[^&;#\s]*"
-)
 
 
 class SourceError(RuntimeError):
@@ -37,4 +35,4 @@ def mask_url(source: str) -> str:
     if "://" not in source:
         return source
     masked = _USERINFO.sub("***@", source)
-    return _SECRET_PARAM.sub(r"\1***", masked)
+    return SECRET_PARAM.sub(r"\1***", masked)

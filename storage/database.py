@@ -25,6 +25,8 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from truckcount.redact import is_secret_param
+
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -54,10 +56,6 @@ class UnknownCameraError(StorageError):
         super().__init__(f"unknown camera {camera_id!r} (known cameras: {listed})")
 
 
-SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
-"""Query parameters of a database URL that hold credentials (``?password=…``, ``sslpassword``)."""
-
-
 def mask_url(url: str) -> str:
     """Return ``url`` with its password (in the user part or the query) replaced by ``***``,
     fit for messages and logs."""
@@ -65,7 +63,7 @@ def mask_url(url: str) -> str:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
         return _USERINFO.sub(r"\g<head>:***@", url)
-    hidden = {k: "***" for k in parsed.query if SECRET_QUERY_KEY.search(k)}
+    hidden = {k: "***" for k in parsed.query if is_secret_param(k)}
     shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
     return shown.replace("%2A%2A%2A", "***")  # the query's stars, not percent-encoded
 

@@ -30,8 +30,9 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL, make_url
 
+from truckcount.redact import is_secret_param
 from truckcount.storage import repository as repo
-from truckcount.storage.database import SECRET_QUERY_KEY, StorageError, mask_url
+from truckcount.storage.database import StorageError, mask_url
 from truckcount.storage.models import RunStatus
 from truckcount.storage.presence import add_presence
 from truckcount.types import Crossing, Direction, PresenceSlot, RunInfo, VehicleClass
@@ -106,7 +107,7 @@ def database_key(url: str | URL) -> str:
     """Which database a URL names, whatever its password: backend, user, host, port, database
     (for a SQLite file, its absolute path) and query, less any query key that holds a secret."""
     parsed = make_url(url)._replace(password=None)
-    parsed = parsed.difference_update_query(k for k in parsed.query if SECRET_QUERY_KEY.search(k))
+    parsed = parsed.difference_update_query(k for k in parsed.query if is_secret_param(k))
     db = parsed.database
     if parsed.get_backend_name() == "sqlite" and db and db != ":memory:":
         parsed = parsed._replace(database=str(Path(db).resolve()))

@@ -136,6 +136,7 @@ def test_open_source_needs_a_start_time(ntsc: Path) -> None:
 def test_credentials_are_masked() -> None:
     assert mask_url("rtsp://user:secret@10.0.0.5/stream") == "rtsp://***@10.0.0.5/stream"
     assert "secret" not in mask_url("http://cam/x.mjpg?token=secret")
+    assert mask_url("rtsp://cam/s?api_key=k1&channel=2") == "rtsp://cam/s?api_key=***&channel=2"
     assert mask_url("/videos/a.mp4") == "/videos/a.mp4"
 
 

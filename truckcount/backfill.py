@@ -120,13 +120,14 @@ def backfill(cfg: AppConfig, paths: Sequence[Path], shard: Shard = Shard()) -> B
         }
     finally:
         engine.dispose()
+    already = tuple(r.path.name for r in chosen.recordings if str(r.path) in done)
     todo = [r for r in chosen.recordings if str(r.path) not in done]
     log.info(
         "backfill: %d recordings in shard %d/%d, %d already counted by model %s, %d to count",
         len(chosen.recordings),
         shard.index + 1,
         shard.count,
-        len(chosen.recordings) - len(todo),
+        len(already),
         detector.version,
         len(todo),
     )
@@ -145,7 +146,7 @@ def backfill(cfg: AppConfig, paths: Sequence[Path], shard: Shard = Shard()) -> B
         processed.append(rec.path.name)
     return BackfillReport(
         processed=tuple(processed),
-        already_done=tuple(r.path.name for r in chosen.recordings if str(r.path) in done),
+        already_done=already,
         failed=tuple(failed),
         other_shards=chosen.other_shards,
         unmatched=chosen.unmatched,
