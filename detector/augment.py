@@ -211,15 +211,22 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
     ) -> None:
         self.samples, self.images = list(samples), list(images)
         self.input_size, self.num_classes = input_size, num_classes
-        self.augment_cfg, self.seed, self.epoch = augment_cfg, seed, 0
+        self.augment_cfg, self.seed = augment_cfg, seed
         self.bank = bank
+        # in shared memory: DataLoader workers (persistent ones too) hold a copy of the dataset
+        # made when they started, and must still see each new epoch
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
 
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        """Make each epoch's augmentation different but reproducible."""
-        self.epoch = epoch
+        """Make each epoch's augmentation different but reproducible, in every worker."""
+        self._epoch.fill_(epoch)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s, img = self.samples[i], self.images[i]

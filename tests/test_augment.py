@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader
 
-from truckcount.detector.augment import AugmentConfig, mosaic, random_crop, shrink
+from truckcount.detector.augment import (
+    AugmentConfig,
+    DetectionDataset,
+    mosaic,
+    random_crop,
+    shrink,
+)
+from truckcount.detector.data import Sample
 
 
 def _frame_with_box(box: tuple[float, float, float, float]) -> np.ndarray:
@@ -64,3 +75,27 @@ def test_mosaic_drops_boxes_that_are_mostly_outside_their_window() -> None:
     parts = [(img, box, np.array([0]))] * 4
     _, moved, classes = mosaic(parts, np.random.default_rng(0), min_visible=0.5)
     assert len(moved) == len(classes) == 0
+
+
+def _dataset() -> DetectionDataset:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    box = np.array([[0.2, 0.2, 0.6, 0.7]], np.float32)
+    samples = [Sample(Path(f"s-{i}.jpg"), "s", i, box, np.array([0])) for i in range(2)]
+    return DetectionDataset(samples, images, 64, 3, AugmentConfig(crop_p=1.0), seed=0)
+
+
+def test_a_persistent_loader_worker_augments_each_epoch_anew() -> None:
+    # A worker keeps the copy of the dataset it started with; the epoch must still reach it,
+    # or every epoch repeats the first one's crops, flips and colours (and the model over-fits
+    # that one fixed set).
+    dataset = _dataset()
+    loader = DataLoader(dataset, batch_size=2, num_workers=1, persistent_workers=True)
+    seen = []
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        seen.append(next(iter(loader))[0])
+    assert not torch.equal(seen[0], seen[1])
+    assert not torch.equal(seen[1], seen[2])
+    dataset.set_epoch(1)
+    assert torch.equal(next(iter(loader))[0], seen[1])  # still reproducible
