@@ -15,7 +15,7 @@ crossings are not (a miss and an extra cancel), which the matching shows.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -281,6 +281,8 @@ class CountRow:
     direction_name: str
     true: int
     pred: int
+    wrong: int = 0
+    """Crossings of this cell matched wrongly or not at all (``event_errors``)."""
 
     @property
     def error(self) -> int:
@@ -298,7 +300,30 @@ class CountRow:
             "pred": self.pred,
             "error": self.error,
             "abs_pct_error": rel,
+            "event_errors": self.wrong,
         }
+
+
+CellKey = tuple[str, str, VehicleClass, str]  # sequence, line, class, direction name
+
+
+def _cell(c: CrossingPoint) -> CellKey:
+    return (c.sequence, c.line_id, c.class_name, c.direction_name)
+
+
+def event_errors(result: MatchResult) -> Counter[CellKey]:
+    """Per cell, the crossings it got wrong: its true crossings missed or matched with another
+    class or direction, and its predicted ones that repeat a matched crossing, match nothing, or
+    carry a class or direction the true one does not. A count error hides errors that cancel (a
+    double count next to a miss is a count error of 0); these do not."""
+    wrong: Counter[CellKey] = Counter()
+    for t, p in result.matched + result.wrong_direction:
+        if _cell(t) != _cell(p):
+            wrong[_cell(t)] += 1
+            wrong[_cell(p)] += 1
+    for c in result.misses + result.double_counts + result.extras:
+        wrong[_cell(c)] += 1
+    return wrong
 
 
 def count_table(
@@ -306,9 +331,11 @@ def count_table(
     pred: Iterable[CrossingPoint],
     sequences: Sequence[str],
     lines: Sequence[LineConfig],
+    wrong: Mapping[CellKey, int] | None = None,
 ) -> list[CountRow]:
-    """Every sequence x line x class x direction cell, zeros included."""
-    tally: dict[tuple[str, str, VehicleClass, str], list[int]] = defaultdict(lambda: [0, 0])
+    """Every sequence x line x class x direction cell, zeros included; ``wrong``: each cell's
+    event errors (``event_errors``)."""
+    tally: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
     for k, points in enumerate((true, pred)):
         for c in points:
             tally[(c.sequence, c.line_id, c.class_name, c.direction_name)][k] += 1
@@ -317,8 +344,9 @@ def count_table(
         for ln in lines:
             for cls in CLASSES:
                 for name in (ln.directions.in_, ln.directions.out):
-                    t, p = tally.get((seq, ln.id, cls, name), (0, 0))
-                    rows.append(CountRow(seq, ln.id, cls, name, t, p))
+                    key = (seq, ln.id, cls, name)
+                    t, p = tally.get(key, (0, 0))
+                    rows.append(CountRow(*key, t, p, (wrong or {}).get(key, 0)))
     return rows
 
 

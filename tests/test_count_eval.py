@@ -24,6 +24,7 @@ from truckcount.aggregator.evaluate import (
     MatchResult,
     count_errors,
     count_table,
+    event_errors,
     match_crossings,
 )
 from truckcount.aggregator.groundtruth import (
@@ -278,6 +279,21 @@ def test_count_table_has_every_cell_and_errors() -> None:
     assert errors["mape"] == pytest.approx((0.5 + 1.0 + 0.0) / 3, abs=1e-4)
 
 
+def test_event_errors_show_what_cancels_in_a_count() -> None:
+    # trucks toward: one matched, one counted twice, one missed -> count error 0, two wrong
+    # crossings; the truck taken for a car is wrong in both the truck and the car cell
+    true = [point(1), point(5), point(9), point(13, OUT)]
+    pred = [point(1), point(5), point(5.4), point(13, OUT, cls=CAR)]
+    result = match_crossings(true, pred)
+    rows = count_table(true, pred, ["s"], [Y60], event_errors(result))
+    cells = {(r.class_name, r.direction_name): (r.error, r.wrong) for r in rows}
+    assert cells[(TRUCK, "toward_camera")] == (0, 2)  # the double count and the miss
+    assert cells[(TRUCK, "away_from_camera")] == (-1, 1)
+    assert cells[(CAR, "away_from_camera")] == (1, 1)
+    assert cells[(CAR, "toward_camera")] == (0, 0)
+    assert rows[0].as_dict()["event_errors"] == rows[0].wrong
+
+
 def test_image_sequence_gaps_and_clock(tmp_path: Path) -> None:
     for index in (0, 1, 4):
         cv2.imwrite(str(tmp_path / f"cam-{index:05d}.jpg"), np.zeros((8, 12, 3), np.uint8))
@@ -340,13 +356,14 @@ def test_eval_counts_command(tmp_path: Path) -> None:
     assert same.exit_code == 0 and "promote: yes" in same.stdout, same.output
     better = json.loads(baseline.read_text())
     for row in better["counts"]:
-        row["pred"], row["error"] = row["true"], 0
+        row["pred"], row["error"], row["event_errors"] = row["true"], 0, 0
     baseline.write_text(json.dumps(better))
     worse = CliRunner().invoke(app, [*args, "--json", "--against", str(baseline)])
     assert worse.exit_code == 1
     verdict = json.loads(worse.stdout)["promotion"]
     summed = (verdict["abs_error"], verdict["baseline_abs_error"])
     assert not verdict["promote"] and summed == (1, 0)
+    assert verdict["event_errors"] > verdict["baseline_event_errors"] == 0
     baseline.write_text("{}")
     broken = CliRunner().invoke(app, [*args, "--against", str(baseline)])
     assert broken.exit_code == 1 and "is not a count report" in broken.stderr

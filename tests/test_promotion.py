@@ -14,11 +14,17 @@ from truckcount.promotion import BaselineMismatch, compare
 Cell = tuple[str, str, int, int]  # sequence, direction, true, error
 
 
-def report(cells: list[Cell], roles: dict[str, str] | None = None) -> dict[str, Any]:
-    counts = [
+def report(
+    cells: list[Cell], roles: dict[str, str] | None = None, wrong: list[int] | None = None
+) -> dict[str, Any]:
+    """A count report of these truck cells; ``wrong``: each cell's event errors (older reports
+    have none)."""
+    counts: list[dict[str, Any]] = [
         {"sequence": s, "line": "y60", "class": "truck", "direction": d, "true": t, "error": e}
         for s, d, t, e in cells
     ]
+    for row, n in zip(counts, wrong or [], strict=False):
+        row["event_errors"] = n
     counts += [{**c, "class": "car", "error": 9} for c in counts]  # other classes never judged
     sequences = [{"name": n, "role": r} for n, r in (roles or {}).items()]
     return {"counts": counts, "sequences": sequences}
@@ -55,6 +61,7 @@ def test_a_candidate_is_promoted_only_if_counting_is_no_worse(
     cand = [(s, d, t, e) for (s, d, t, _), e in zip(BASE, candidate, strict=True)]
     verdict = compare(report(cand, ROLES), report(BASE, ROLES))
     assert verdict.promote is promote
+    assert not verdict.by_events  # reports without event errors: the count errors decide
     assert [f"{c.sequence} {c.line} {c.direction}" for c in verdict.cells if c.regressed] == worse
     assert [c.sequence for c in verdict.cells] == ["day", "day", "night"]
     assert verdict.lines()[-1] == f"promote: {'yes' if promote else 'no'}"
@@ -76,3 +83,33 @@ def test_other_ground_truth_cannot_judge() -> None:
 
 def test_an_empty_baseline_promotes_nothing() -> None:
     assert not compare(report([("day", "in", 19, 0)]), report([])).promote
+
+
+@pytest.mark.parametrize(
+    ("candidate", "wrong", "promote"),
+    [
+        # the baseline's day error of -2 is a double count hiding one of three misses; the
+        # candidate misses the same three and counts nothing twice: a larger count error (5
+        # summed against 5 + 1), fewer wrong crossings (3 + 3 against 4 + 4)
+        ([-3, -3, 0], [3, 3, 0], True),
+        # the same counts with more wrong crossings: refused
+        ([-2, -3, 0], [5, 4, 0], False),
+        # no wrong crossing, but day toward beyond |-2| + 1: refused whatever the events say
+        ([-4, -3, 0], [0, 0, 0], False),
+    ],
+)
+def test_event_errors_decide_when_both_reports_carry_them(
+    candidate: list[int], wrong: list[int], promote: bool
+) -> None:
+    base = [("day", "in", 19, -2), ("day", "out", 30, -3), ("night", "out", 3, 0)]
+    cand = [(s, d, t, e) for (s, d, t, _), e in zip(base, candidate, strict=True)]
+    verdict = compare(report(cand, ROLES, wrong), report(base, ROLES, [4, 4, 0]))
+    assert verdict.by_events and verdict.promote is promote
+    assert verdict.baseline_events == 8 and verdict.candidate_events == sum(wrong)
+    assert "these decide" in verdict.lines()[-2]
+
+
+def test_a_baseline_without_event_errors_is_judged_on_count_errors() -> None:
+    base = [("day", "in", 19, -2)]
+    verdict = compare(report([("day", "in", 19, -3)], ROLES, [3]), report(base, ROLES))
+    assert not verdict.by_events and not verdict.promote  # summed count error 3 > 2

@@ -185,6 +185,8 @@ def _verdict_view(verdict: Verdict) -> dict[str, Any]:
         "class": verdict.vehicle,
         "baseline_abs_error": verdict.baseline_total,
         "abs_error": verdict.candidate_total,
+        "baseline_event_errors": verdict.baseline_events if verdict.by_events else None,
+        "event_errors": verdict.candidate_events if verdict.by_events else None,
         "worse_cells": [asdict(c) for c in verdict.cells if c.regressed],
         "summary": verdict.lines(),
     }

@@ -22,6 +22,7 @@ from truckcount.aggregator.evaluate import (
     MatchConfig,
     RecordingCounter,
     count_table,
+    event_errors,
     grouped_errors,
     match_crossings,
 )
@@ -191,13 +192,13 @@ def build_report(
     true = [c for r in results for c in r.true]
     pred = [c for r in results for c in r.pred]
     names = [r.spec.name for r in results]
-    rows = count_table(true, pred, names, camera.lines)
+    result = match_crossings(true, pred, match)
+    rows = count_table(true, pred, names, camera.lines, event_errors(result))
     groups: dict[str, list[str]] = {"all": names}
     for r in results:
         groups.setdefault(r.spec.role, []).append(r.spec.name)
         groups.setdefault(f"{r.spec.role} {r.spec.light}", []).append(r.spec.name)
         groups[r.spec.name] = [r.spec.name]
-    result = match_crossings(true, pred, match)
     fps = {r.spec.name: r.spec.fps for r in results}
 
     def points(cs: Sequence[CrossingPoint]) -> list[dict[str, object]]:

@@ -2,10 +2,14 @@
 
 Both are ``truckcount eval counts`` reports (the baseline as ``--write-baseline`` wrote it). The
 cells compared are one class's counts per validation sequence, line and direction (all sequences
-when the reports name no roles). A candidate passes when, over those cells, its summed absolute
-error is no larger than the baseline's, and no single cell is worse than the baseline's by more
-than the noise allowance ``max(1, ceil(share x true count))``. Ground truth must be the same in
-both reports: a baseline made on other labels, lines or sequences cannot judge the candidate.
+when the reports name no roles). A candidate passes when no single cell's count error is worse
+than the baseline's by more than the noise allowance ``max(1, ceil(share x true count))``, and,
+summed over those cells, its event errors (crossings missed, double-counted, invented, or given
+the wrong class or direction; ``aggregator.evaluate.event_errors``) are no more than the
+baseline's. Summed count errors would reward errors that cancel: a double count next to a miss
+is a count error of 0. Reports written before event errors were recorded are judged on the
+summed absolute count error instead. Ground truth must be the same in both reports: a baseline
+made on other labels, lines or sequences cannot judge the candidate.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class CellComparison:
     baseline_error: int
     error: int
     allowed: int
+    baseline_wrong: int | None = None
+    wrong: int | None = None
 
     @property
     def regressed(self) -> bool:
@@ -49,9 +55,26 @@ class Verdict:
     candidate_total: int
 
     @property
+    def by_events(self) -> bool:
+        """Whether both reports carry event errors, which then decide instead of count errors."""
+        return all(c.wrong is not None and c.baseline_wrong is not None for c in self.cells)
+
+    @property
+    def baseline_events(self) -> int:
+        return sum(c.baseline_wrong or 0 for c in self.cells)
+
+    @property
+    def candidate_events(self) -> int:
+        return sum(c.wrong or 0 for c in self.cells)
+
+    @property
     def promote(self) -> bool:
         no_cell_worse = not any(c.regressed for c in self.cells)
-        return bool(self.cells) and no_cell_worse and self.candidate_total <= self.baseline_total
+        if self.by_events:
+            no_worse = self.candidate_events <= self.baseline_events
+        else:
+            no_worse = self.candidate_total <= self.baseline_total
+        return bool(self.cells) and no_cell_worse and no_worse
 
     def lines(self) -> list[str]:
         """A readable account: one line per cell, then the totals and the decision."""
@@ -65,6 +88,11 @@ class Verdict:
             f"{self.vehicle} absolute error summed over {len(self.cells)} cells: "
             f"{self.candidate_total} (baseline {self.baseline_total})"
         )
+        if self.by_events:
+            out.append(
+                f"{self.vehicle} event errors (missed, double, extra, wrong class or direction) "
+                f"summed: {self.candidate_events} (baseline {self.baseline_events}); these decide"
+            )
         out.append(f"promote: {'yes' if self.promote else 'no'}")
         return out
 
@@ -95,7 +123,15 @@ def compare(
             )
         noise = max(1, math.ceil(share * ref["true"]))
         cells.append(
-            CellComparison(*key, ref["true"], ref["error"], row["error"], abs(ref["error"]) + noise)
+            CellComparison(
+                *key,
+                ref["true"],
+                ref["error"],
+                row["error"],
+                abs(ref["error"]) + noise,
+                ref.get("event_errors"),
+                row.get("event_errors"),
+            )
         )
     return Verdict(
         vehicle,
