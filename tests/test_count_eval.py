@@ -350,6 +350,7 @@ def test_eval_counts_command(tmp_path: Path) -> None:
     assert "crossings" not in json.loads(baseline.read_text())
     plain = CliRunner().invoke(app, args)
     assert plain.exit_code == 0 and "misses:" in plain.stdout
+    assert plain.stdout.splitlines()[2].split()[-1] == "wrong"  # each cell's event errors
 
     # the promotion gate: no worse than itself passes; against a better baseline it fails
     same = CliRunner().invoke(app, [*args, "--against", str(baseline)])

@@ -89,8 +89,8 @@ def test_an_empty_baseline_promotes_nothing() -> None:
     ("candidate", "wrong", "promote"),
     [
         # the baseline's day error of -2 is a double count hiding one of three misses; the
-        # candidate misses the same three and counts nothing twice: a larger count error (5
-        # summed against 5 + 1), fewer wrong crossings (3 + 3 against 4 + 4)
+        # candidate misses the same three and counts nothing twice: a larger summed count error
+        # (6 against 5), fewer wrong crossings (6 against 8)
         ([-3, -3, 0], [3, 3, 0], True),
         # the same counts with more wrong crossings: refused
         ([-2, -3, 0], [5, 4, 0], False),

@@ -21,11 +21,14 @@ def format_report(report: dict[str, Any]) -> str:
     win = report["match"]["window_s"]
     out = [f"model {report['model_version']}, camera {report['camera']}, match window ±{win} s"]
     out.append("")
-    out.append(f"{'sequence':20} {'class':6} {'direction':18} {'true':>5} {'pred':>5} {'error':>6}")
+    out.append(
+        f"{'sequence':20} {'class':6} {'direction':18} {'true':>5} {'pred':>5} {'error':>6} "
+        f"{'wrong':>5}"
+    )
     for row in report["counts"]:
         out.append(
             f"{row['sequence']:20} {row['class']:6} {row['direction']:18} "
-            f"{row['true']:>5} {row['pred']:>5} {row['error']:>+6}"
+            f"{row['true']:>5} {row['pred']:>5} {row['error']:>+6} {_wrong(row):>5}"
         )
     out += [
         "",
@@ -51,6 +54,12 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(out + _unmatched(report.get("crossings", {})))
 
 
+def _wrong(row: dict[str, Any]) -> str:
+    """A count row's event errors (crossings missed, doubled, invented or of another class or
+    direction); reports written before they were recorded have none."""
+    return str(row.get("event_errors", "-"))
+
+
 def format_markdown(report: dict[str, Any]) -> str:
     """Truck, bus and car counts per sequence and direction, and AP50, as Markdown tables."""
     seqs = {s["name"]: s for s in report["sequences"]}
@@ -58,15 +67,15 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"Model `{report['model_version']}`, camera `{report['camera']}`, crossings matched "
         f"within ±{report['match']['window_s']} s.",
         "",
-        "| sequence | frames | class | direction | true | predicted | error |",
-        "|---|---|---|---|---:|---:|---:|",
+        "| sequence | frames | class | direction | true | predicted | error | wrong |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for r in report["counts"]:
         s = seqs[r["sequence"]]
         what = f"{s['first']}–{s['last']} ({s['role']}, {s['light']})"
         out.append(
             f"| {r['sequence']} | {what} | {r['class']} | {r['direction']} | {r['true']} "
-            f"| {r['pred']} | {r['error']:+d} |"
+            f"| {r['pred']} | {r['error']:+d} | {_wrong(r)} |"
         )
     kinds = " | ".join(k.replace("_", " ") for k in report["matching"])
     out += ["", f"| sequence | truck AP50 | bus AP50 | car AP50 | {kinds} |"]
