@@ -338,7 +338,7 @@ def count_table(
     tally: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
     for k, points in enumerate((true, pred)):
         for c in points:
-            tally[(c.sequence, c.line_id, c.class_name, c.direction_name)][k] += 1
+            tally[_cell(c)][k] += 1
     rows = []
     for seq in sequences:
         for ln in lines:
