@@ -38,7 +38,7 @@ class CounterConfig(StrictModel):
         "(detector.classifier), whose averaged probabilities decide a counted track's class",
     )
     class_override: float = Field(
-        0.6,
+        0.5,
         ge=0.0,
         le=1.0,
         description="the crop classifier's class replaces the detector's vote when its averaged "
