@@ -4,6 +4,7 @@ Runs the detector on every frame of each clip (at the clip's own rate, nothing s
 the share of frames with no truck box scoring at or above the threshold (target: >= 99 %).
 
     python benchmarks/false_trucks.py ../shared/data/videos/*.mp4 [--weights W] [--threshold 0.3]
+        [--input-size N] [--flip]
 """
 
 from __future__ import annotations
@@ -48,9 +49,14 @@ def main() -> None:
     parser.add_argument("clips", nargs="+", type=Path)
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--threshold", type=float, default=0.3, help="deployed truck score")
+    parser.add_argument("--input-size", type=int, default=None, help="detector.input_size")
+    parser.add_argument("--flip", action="store_true", help="detector.flip")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    detector = Detector(DetectorConfig(weights=args.weights, score_threshold=0.05))
+    cfg = DetectorConfig(
+        weights=args.weights, score_threshold=0.05, input_size=args.input_size, flip=args.flip
+    )
+    detector = Detector(cfg)
     reports = [clip_report(detector, clip, args.threshold) for clip in args.clips]
     log.info(
         "%s",

@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from truckcount.config import DetectorConfig
 from truckcount.detector.engine import predict
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.onnx_runtime import OnnxNetwork, cached_export, export_onnx
+from truckcount.detector.tta import FlipAverage
 from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version, pick_device
 from truckcount.types import CLASSES, Detections, Frame
 
@@ -42,25 +45,46 @@ def load_model(path: Path, device: torch.device) -> tuple[TruckNet, str]:
     return model, model_version(path)
 
 
-def onnx_file(weights: Path) -> Path:
-    """An ONNX file for ``weights``: itself when it is one, else the cached export of it."""
+def onnx_file(weights: Path, input_size: int | None = None) -> Path:
+    """An ONNX file for ``weights``: itself when it is one, else the cached export of it.
+
+    The export takes ``input_size`` square frames (default: the size the model was trained at);
+    an export at another size is cached under its own name.
+    """
     if weights.suffix == ".onnx":
         return weights
     model, version = load_model(weights, torch.device("cpu"))
-    return cached_export(version, lambda out: export_onnx(model, version, out))
+    name = version
+    if input_size is not None and input_size != model.cfg.input_size:
+        model.cfg = replace(model.cfg, input_size=input_size)
+        name = f"{version}-{input_size}px"
+    return cached_export(name, lambda out: export_onnx(model, version, out))
 
 
 def load_network(
-    path: Path, device: torch.device, runtime: str = "torch"
+    path: Path, device: torch.device, runtime: str = "torch", input_size: int | None = None
 ) -> tuple[TruckNet | OnnxNetwork, str]:
     """The network and its version: eager from a ``.pt``, ONNX Runtime from a ``.onnx`` file.
 
-    ``runtime="onnx"`` runs a ``.pt`` checkpoint through ONNX Runtime via its cached export.
+    ``runtime="onnx"`` runs a ``.pt`` checkpoint through ONNX Runtime via its cached export at
+    ``input_size``; the eager network takes any size that is a multiple of 32.
     """
     if runtime == "onnx" or path.suffix == ".onnx":
-        net = OnnxNetwork(onnx_file(path), device)
+        net = OnnxNetwork(onnx_file(path, input_size), device)
+        if input_size is not None and net.cfg.input_size != input_size:
+            raise CheckpointError(
+                f"{path} takes {net.cfg.input_size}x{net.cfg.input_size} input; input size "
+                f"{input_size} needs the checkpoint (.pt) it was exported from"
+            )
         return net, net.version
     return load_model(path, device)
+
+
+def inference_tag(trained_size: int, input_size: int, flip: bool) -> str:
+    """What the version string adds when frames are not run as the model was trained:
+    ``@<size>`` for another input size, ``+flip`` for mirrored averaging (both change counts,
+    so they make a new vintage)."""
+    return (f"@{input_size}" if input_size != trained_size else "") + ("+flip" if flip else "")
 
 
 class Detector:
@@ -72,12 +96,14 @@ class Detector:
         weights = Path(cfg.weights)
         if cfg.runtime == "torch" and weights.suffix == ".onnx":
             raise CheckpointError(f"{weights}: an ONNX file needs detector.runtime: onnx")
-        self.model, self.version = load_network(weights, self.device, cfg.runtime)
+        self.model, self.version = load_network(weights, self.device, cfg.runtime, cfg.input_size)
+        self.input_size = cfg.input_size or self.model.cfg.input_size
+        self.version += inference_tag(self.model.cfg.input_size, self.input_size, cfg.flip)
+        self.network: nn.Module = FlipAverage(self.model) if cfg.flip else self.model
         if cfg.classifier is not None:  # the counted classes depend on it: part of the version
             if not cfg.classifier.is_file():
                 raise CheckpointError(f"crop classifier not found: {cfg.classifier}")
             self.version = f"{self.version}+{model_version(cfg.classifier)}"
-        self.input_size = self.model.cfg.input_size
         if cfg.runtime == "onnx" and cfg.precision != "fp32":
             log.warning("precision %s applies to runtime torch only; ONNX runs fp32", cfg.precision)
         log.info("detector %s on %s (%s)", self.version, self.device, cfg.runtime)
@@ -94,12 +120,12 @@ class Detector:
             "max_detections": self.cfg.max_detections,
             "class_agnostic": self.cfg.class_agnostic_nms,
         }
-        if isinstance(self.model, OnnxNetwork):
-            preds = self.model.predict(images, self.cfg.batch_size, **nms)
+        if isinstance(self.network, OnnxNetwork):
+            preds = self.network.predict(images, self.cfg.batch_size, **nms)
         else:
-            amp = self.cfg.precision == "bf16"
+            amp = self.cfg.precision == "bf16" and self.cfg.runtime == "torch"
             preds = predict(
-                self.model, images, self.device, batch_size=self.cfg.batch_size, amp=amp, **nms
+                self.network, images, self.device, batch_size=self.cfg.batch_size, amp=amp, **nms
             )
         out = []
         for frame, (boxes, scores, classes) in zip(frames, preds, strict=True):

@@ -9,8 +9,9 @@ from truckcount.config import DetectorConfig, TrackerConfig
 from truckcount.detector.data import cache_images, is_validation, load_samples
 from truckcount.detector.engine import predict
 from truckcount.detector.evaluate import evaluate_predictions
-from truckcount.detector.infer import load_network
+from truckcount.detector.infer import inference_tag, load_network
 from truckcount.detector.label_fixes import read_optional
+from truckcount.detector.tta import FlipAverage
 from truckcount.detector.weights import pick_device
 
 
@@ -20,12 +21,15 @@ def evaluate_folder(
     threshold: float | None = None,
     split: str = "all",
     label_fixes: Path | None = None,
+    input_size: int | None = None,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Run the model on every labelled image of ``data`` and compute the detection report.
 
     ``threshold`` defaults to the tracker's first-stage score: the score a box needs to count.
     ``split`` keeps ``all`` frames, or only the project's time-split ``val`` or ``train`` frames.
     ``label_fixes`` names a CSV of class corrections applied to the labels first.
+    ``input_size`` and ``flip`` run the network as ``detector.input_size`` and ``detector.flip``.
     """
     if split not in ("all", "val", "train"):
         raise ValueError(f"split {split!r}: expected all, val or train")
@@ -37,10 +41,12 @@ def evaluate_folder(
     if not samples:
         raise ValueError(f"{data}: no labelled frames in split {split!r}")
     device = pick_device("auto")
-    model, version = load_network(weights, device)
-    size = model.cfg.input_size
+    model, version = load_network(weights, device, input_size=input_size)
+    size = input_size or model.cfg.input_size
+    version += inference_tag(model.cfg.input_size, size, flip)
     images = cache_images(samples, size)
-    preds = predict(model, images, device, batch_size=16, score_threshold=0.01)
+    net = FlipAverage(model) if flip else model
+    preds = predict(net, images, device, batch_size=16, score_threshold=0.01)
     report = evaluate_predictions(preds, samples, size, threshold)
     return {"model_version": version, "data": str(data), "split": split, **report}
 

@@ -142,12 +142,24 @@ def eval_detect(
     ] = None,
     split: Annotated[str, typer.Option(help="all, or the time split's val / train frames")] = "all",
     label_fixes: LabelFixesOpt = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            min=64, max=1280, help="square input side, a multiple of 32 (default: as trained)"
+        ),
+    ] = None,
+    flip: Annotated[
+        bool, typer.Option(help="average with the mirrored image (as detector.flip)")
+    ] = False,
 ) -> None:
     """COCO-style AP50 / AP50-95 per class, per sequence and day/night, and P/R at threshold."""
     from truckcount.detector.report import evaluate_folder, format_report
 
+    if input_size is not None and input_size % 32:
+        raise typer.BadParameter(f"{input_size} is not a multiple of 32", param_hint="--input-size")
+
     def go() -> dict[str, Any]:
-        return evaluate_folder(data, weights, threshold, split, label_fixes)
+        return evaluate_folder(data, weights, threshold, split, label_fixes, input_size, flip)
 
     report = guard(go)
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))

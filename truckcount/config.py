@@ -87,6 +87,20 @@ class DetectorConfig(StrictModel):
         description="torch (eager PyTorch) or onnx (ONNX Runtime, CUDA provider when present; "
         "weights may then be a .onnx file, a .pt is exported once into the user cache)",
     )
+    input_size: int | None = Field(
+        None,
+        ge=64,
+        le=1280,
+        multiple_of=32,
+        description="side of the square the frames are resized to (default: the size the model "
+        "was trained at); the network is fully convolutional, and a larger input finds small "
+        "and dark vehicles better at a cost that grows with its area (model card)",
+    )
+    flip: bool = Field(
+        False,
+        description="also run each frame's mirror image and average the two outputs: better "
+        "detection, twice the network's cost (model card)",
+    )
 
 
 class CascadeConfig(StrictModel):
