@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -54,11 +53,9 @@ def onnx_file(weights: Path, input_size: int | None = None) -> Path:
     if weights.suffix == ".onnx":
         return weights
     model, version = load_model(weights, torch.device("cpu"))
-    name = version
-    if input_size is not None and input_size != model.cfg.input_size:
-        model.cfg = replace(model.cfg, input_size=input_size)
-        name = f"{version}-{input_size}px"
-    return cached_export(name, lambda out: export_onnx(model, version, out))
+    size = input_size or model.cfg.input_size
+    name = version if size == model.cfg.input_size else f"{version}-{size}px"
+    return cached_export(name, lambda out: export_onnx(model, version, out, size))
 
 
 def load_network(
@@ -71,13 +68,21 @@ def load_network(
     """
     if runtime == "onnx" or path.suffix == ".onnx":
         net = OnnxNetwork(onnx_file(path, input_size), device)
-        if input_size is not None and net.cfg.input_size != input_size:
+        if input_size is not None and net.input_size != input_size:
             raise CheckpointError(
-                f"{path} takes {net.cfg.input_size}x{net.cfg.input_size} input; input size "
+                f"{path} takes {net.input_size}x{net.input_size} input; input size "
                 f"{input_size} needs the checkpoint (.pt) it was exported from"
             )
         return net, net.version
     return load_model(path, device)
+
+
+def run_size(net: TruckNet | OnnxNetwork, requested: int | None) -> int:
+    """The input side frames are resized to: ``requested``, else what the network takes (an
+    ONNX graph's fixed size, or the size an eager model was trained at)."""
+    if requested is not None:
+        return requested
+    return net.input_size if isinstance(net, OnnxNetwork) else net.cfg.input_size
 
 
 def inference_tag(trained_size: int, input_size: int, flip: bool) -> str:
@@ -97,7 +102,7 @@ class Detector:
         if cfg.runtime == "torch" and weights.suffix == ".onnx":
             raise CheckpointError(f"{weights}: an ONNX file needs detector.runtime: onnx")
         self.model, self.version = load_network(weights, self.device, cfg.runtime, cfg.input_size)
-        self.input_size = cfg.input_size or self.model.cfg.input_size
+        self.input_size = run_size(self.model, cfg.input_size)
         self.version += inference_tag(self.model.cfg.input_size, self.input_size, cfg.flip)
         self.network: nn.Module = FlipAverage(self.model) if cfg.flip else self.model
         if cfg.classifier is not None:  # the counted classes depend on it: part of the version

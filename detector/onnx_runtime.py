@@ -48,15 +48,17 @@ class _Heads(nn.Module):
         return out["heatmap"], out["size"], out["offset"]
 
 
-def export_onnx(model: TruckNet, version: str, out: Path) -> None:
+def export_onnx(model: TruckNet, version: str, out: Path, input_size: int | None = None) -> None:
     """Write ``model`` as a self-contained ONNX file with a dynamic batch dimension.
 
     Args:
         model: the network, in eval mode, on CPU.
         version: the checkpoint's version string, stored in the file's metadata.
         out: the ``.onnx`` file to write (replaced atomically).
+        input_size: the square input the graph takes (default: the size the model was trained
+            at, which the metadata's config keeps either way).
     """
-    s = model.cfg.input_size
+    s = input_size or model.cfg.input_size
     meta = provenance(version, model.cfg.to_dict())
     export_module(_Heads(model.float().cpu().eval()), (3, s, s), (INPUT, OUTPUTS), meta, out)
 
@@ -208,6 +210,11 @@ class OnnxNetwork(nn.Module):
         self.cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
         self.version = meta["model_version"]
         self.session = open_session(path, device, threads)
+
+    @property
+    def input_size(self) -> int:
+        """The side of the square input the graph takes (fixed at export)."""
+        return int(self.session.get_inputs()[0].shape[2])
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Run the session on a normalised (B, 3, S, S) batch; outputs come back on CPU."""

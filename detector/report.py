@@ -9,7 +9,7 @@ from truckcount.config import DetectorConfig, TrackerConfig
 from truckcount.detector.data import cache_images, is_validation, load_samples
 from truckcount.detector.engine import predict
 from truckcount.detector.evaluate import evaluate_predictions
-from truckcount.detector.infer import inference_tag, load_network
+from truckcount.detector.infer import inference_tag, load_network, run_size
 from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.tta import FlipAverage
 from truckcount.detector.weights import pick_device
@@ -42,7 +42,7 @@ def evaluate_folder(
         raise ValueError(f"{data}: no labelled frames in split {split!r}")
     device = pick_device("auto")
     model, version = load_network(weights, device, input_size=input_size)
-    size = input_size or model.cfg.input_size
+    size = run_size(model, input_size)
     version += inference_tag(model.cfg.input_size, size, flip)
     images = cache_images(samples, size)
     net = FlipAverage(model) if flip else model

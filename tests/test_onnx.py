@@ -71,6 +71,29 @@ def test_onnx_and_eager_give_the_same_boxes_on_demo_frames(
     eager = Detector(DetectorConfig(batch_size=batch_size))
     ort = Detector(DetectorConfig(runtime="onnx", weights=onnx_model, batch_size=batch_size))
     assert ort.version == eager.version, "same weights, same model version"
+    _assert_same_boxes(eager, ort, demo_frames)
+
+
+def test_onnx_runs_another_input_size_through_its_own_export(
+    demo_frames: list[Frame], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    eager = Detector(DetectorConfig(classifier=None, input_size=384))
+    ort = Detector(DetectorConfig(classifier=None, input_size=384, runtime="onnx"))
+    assert ort.version == eager.version
+    version = model_version(DetectorConfig().weights)
+    assert onnx_cache(f"{version}-384px").is_file(), "an export of its own, beside the 320 one"
+    _assert_same_boxes(eager, ort, demo_frames[:8], min_boxes=15)
+
+
+def test_an_onnx_file_runs_only_at_the_size_it_was_exported_at(onnx_model: Path) -> None:
+    with pytest.raises(CheckpointError, match=rf"{onnx_model.name} takes 320x320 input.* 384"):
+        Detector(DetectorConfig(weights=onnx_model, runtime="onnx", input_size=384))
+
+
+def _assert_same_boxes(
+    eager: Detector, ort: Detector, demo_frames: list[Frame], min_boxes: int = 50
+) -> None:
     thr = eager.cfg.score_threshold
     n_boxes = 0
     for frame, a, b in zip(
@@ -87,7 +110,7 @@ def test_onnx_and_eager_give_the_same_boxes_on_demo_frames(
                 )
                 assert twin.any(), f"frame {frame.index}: box {one.xyxy[i]} has no twin"
         n_boxes += int((np.abs(a.confidence - thr) > THRESHOLD_MARGIN).sum())
-    assert n_boxes > 50, "the demo frames hold plenty of vehicles"
+    assert n_boxes > min_boxes, "the demo frames hold plenty of vehicles"
 
 
 # NMS compares boxes in the network's square input; clipping them to the frame afterwards can
