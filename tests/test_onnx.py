@@ -86,6 +86,20 @@ def test_onnx_runs_another_input_size_through_its_own_export(
     _assert_same_boxes(eager, ort, demo_frames[:8], min_boxes=15)
 
 
+def test_a_file_exported_at_another_size_runs_at_that_size(
+    demo_frames: list[Frame], tmp_path: Path
+) -> None:
+    out = tmp_path / "m384.onnx"
+    result = CliRunner().invoke(app, ["export-onnx", str(out), "--input-size", "384"])
+    assert result.exit_code == 0, result.output
+    assert "384x384 input" in result.output
+    ort = Detector(DetectorConfig(weights=out, runtime="onnx", classifier=None))
+    assert ort.input_size == 384, "the size is read from the file"
+    assert ort.version == f"{model_version(DetectorConfig().weights)}@384"
+    eager = Detector(DetectorConfig(classifier=None, input_size=384))
+    _assert_same_boxes(eager, ort, demo_frames[:8], min_boxes=15)
+
+
 def test_an_onnx_file_runs_only_at_the_size_it_was_exported_at(onnx_model: Path) -> None:
     with pytest.raises(CheckpointError, match=rf"{onnx_model.name} takes 320x320 input.* 384"):
         Detector(DetectorConfig(weights=onnx_model, runtime="onnx", input_size=384))

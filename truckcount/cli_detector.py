@@ -102,6 +102,11 @@ def export_weights(
     typer.echo(f"wrote {out} ({version})")
 
 
+def _check_input_size(input_size: int | None) -> None:
+    if input_size is not None and input_size % 32:
+        raise typer.BadParameter(f"{input_size} is not a multiple of 32", param_hint="--input-size")
+
+
 def export_onnx(
     out: Annotated[Path, typer.Argument(help=".onnx file to write")],
     weights: Annotated[Path | None, typer.Option(help="checkpoint (default: shipped)")] = None,
@@ -109,20 +114,27 @@ def export_onnx(
         Path | None,
         typer.Option(help="also write OUT with .int8.onnx, calibrated on this labelled folder"),
     ] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(min=64, max=1280, help="square input, a multiple of 32 (default: as trained)"),
+    ] = None,
 ) -> None:
     """Export the detector network to ONNX (dynamic batch) for ``detector.runtime: onnx``."""
     from truckcount.config import DetectorConfig
     from truckcount.detector import onnx_runtime
     from truckcount.detector.infer import load_model
 
+    _check_input_size(input_size)
+
     def go() -> None:
         import torch
 
         model, version = load_model(weights or DetectorConfig().weights, torch.device("cpu"))
-        onnx_runtime.export_onnx(model, version, out)
-        typer.echo(f"wrote {out} ({version})")
+        size = input_size or model.cfg.input_size
+        onnx_runtime.export_onnx(model, version, out, size)
+        typer.echo(f"wrote {out} ({version}, {size}x{size} input)")
         if int8 is not None:
-            images = onnx_runtime.calibration_images(int8, model.cfg.input_size)
+            images = onnx_runtime.calibration_images(int8, size)
             q = out.with_suffix(".int8.onnx")
             onnx_runtime.quantize_int8(out, q, images)
             typer.echo(f"wrote {q} ({version}+int8, calibrated on {len(images)} frames)")
@@ -155,8 +167,7 @@ def eval_detect(
     """COCO-style AP50 / AP50-95 per class, per sequence and day/night, and P/R at threshold."""
     from truckcount.detector.report import evaluate_folder, format_report
 
-    if input_size is not None and input_size % 32:
-        raise typer.BadParameter(f"{input_size} is not a multiple of 32", param_hint="--input-size")
+    _check_input_size(input_size)
 
     def go() -> dict[str, Any]:
         return evaluate_folder(data, weights, threshold, split, label_fixes, input_size, flip)
