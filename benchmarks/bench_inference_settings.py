@@ -7,6 +7,7 @@ setting (the model as trained) as one JSON object. Pair with the AP of each sett
 ``truckcount eval detect DATA --split val --input-size N [--flip]`` (model card).
 
     .venv/bin/python benchmarks/bench_inference_settings.py [--sizes 320,384] [--runtime torch]
+        [--weights FILE]   # e.g. an int8 file from ``truckcount export-onnx --input-size 384``
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--runtime", choices=["torch", "onnx"], default="torch")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--weights", type=Path, default=None, help="default: the shipped model")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     start = datetime(2000, 1, 1, tzinfo=UTC)
@@ -58,6 +60,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         for flip in (False, True):
             cfg = DetectorConfig(
+                weights=args.weights or DetectorConfig().weights,
                 classifier=None,
                 input_size=size,
                 flip=flip,
