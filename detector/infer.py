@@ -77,12 +77,20 @@ def load_network(
     return load_model(path, device)
 
 
-def run_size(net: TruckNet | OnnxNetwork, requested: int | None) -> int:
-    """The input side frames are resized to: ``requested``, else what the network takes (an
-    ONNX graph's fixed size, or the size an eager model was trained at)."""
-    if requested is not None:
-        return requested
-    return net.input_size if isinstance(net, OnnxNetwork) else net.cfg.input_size
+def open_network(
+    path: Path,
+    device: torch.device,
+    runtime: str = "torch",
+    input_size: int | None = None,
+    flip: bool = False,
+) -> tuple[nn.Module, int, str]:
+    """The network to run (mirror-averaged when ``flip``), the input side frames are resized to,
+    and the version, tagged when frames are not run as the model was trained
+    (``detector.input_size``, ``detector.flip``)."""
+    net, version = load_network(path, device, runtime, input_size)
+    size = input_size or (net.input_size if isinstance(net, OnnxNetwork) else net.cfg.input_size)
+    version += inference_tag(net.cfg.input_size, size, flip)
+    return (FlipAverage(net) if flip else net), size, version
 
 
 def inference_tag(trained_size: int, input_size: int, flip: bool) -> str:
@@ -101,10 +109,9 @@ class Detector:
         weights = Path(cfg.weights)
         if cfg.runtime == "torch" and weights.suffix == ".onnx":
             raise CheckpointError(f"{weights}: an ONNX file needs detector.runtime: onnx")
-        self.model, self.version = load_network(weights, self.device, cfg.runtime, cfg.input_size)
-        self.input_size = run_size(self.model, cfg.input_size)
-        self.version += inference_tag(self.model.cfg.input_size, self.input_size, cfg.flip)
-        self.network: nn.Module = FlipAverage(self.model) if cfg.flip else self.model
+        self.network, self.input_size, self.version = open_network(
+            weights, self.device, cfg.runtime, cfg.input_size, cfg.flip
+        )
         if cfg.classifier is not None:  # the counted classes depend on it: part of the version
             if not cfg.classifier.is_file():
                 raise CheckpointError(f"crop classifier not found: {cfg.classifier}")

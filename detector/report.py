@@ -9,9 +9,8 @@ from truckcount.config import DetectorConfig, TrackerConfig
 from truckcount.detector.data import cache_images, is_validation, load_samples
 from truckcount.detector.engine import predict
 from truckcount.detector.evaluate import evaluate_predictions
-from truckcount.detector.infer import inference_tag, load_network, run_size
+from truckcount.detector.infer import open_network
 from truckcount.detector.label_fixes import read_optional
-from truckcount.detector.tta import FlipAverage
 from truckcount.detector.weights import pick_device
 
 
@@ -41,11 +40,8 @@ def evaluate_folder(
     if not samples:
         raise ValueError(f"{data}: no labelled frames in split {split!r}")
     device = pick_device("auto")
-    model, version = load_network(weights, device, input_size=input_size)
-    size = run_size(model, input_size)
-    version += inference_tag(model.cfg.input_size, size, flip)
+    net, size, version = open_network(weights, device, input_size=input_size, flip=flip)
     images = cache_images(samples, size)
-    net = FlipAverage(model) if flip else model
     preds = predict(net, images, device, batch_size=16, score_threshold=0.01)
     report = evaluate_predictions(preds, samples, size, threshold)
     return {"model_version": version, "data": str(data), "split": split, **report}
