@@ -5,9 +5,9 @@ Crops come from the labelled boxes of the detector's data, on the same time spli
 resized a little (the counter crops detector boxes, which are never exact), then flipped,
 colour-jittered, blurred or darkened like night. Draws are balanced: a box is drawn with weight
 1 / (its class's box count) ** ``class_balance`` (1: every class equally often), night boxes
-``night_oversample`` times as often. AdamW with a one-cycle schedule, bf16 autocast on CPU, a
-checkpoint every epoch (``--resume`` continues one), and the epoch with the best validation truck
-F1 is kept as ``best.pt``.
+``night_oversample`` times as often. AdamW with a one-cycle schedule, bf16 autocast where the
+device runs it natively, a checkpoint every epoch (``--resume`` continues one), and the epoch
+with the best validation truck F1 is kept as ``best.pt``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,12 @@ from truckcount.detector import data as ds
 from truckcount.detector.augment import colour_jitter, darken, to_tensor
 from truckcount.detector.crop_classifier import KIND, CropConfig, CropNet, crop_box
 from truckcount.detector.label_fixes import read_optional
-from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
+from truckcount.detector.weights import (
+    load_checkpoint,
+    pick_device,
+    resolve_amp,
+    save_checkpoint,
+)
 from truckcount.types import CLASSES
 
 log = logging.getLogger(__name__)
@@ -58,7 +63,7 @@ class CropTrainArgs:
     label_fixes: str | None = None  # class corrections applied to the labels (label_fixes.py)
     input_size: int = 64
     seed: int = 0
-    amp: bool = True
+    amp: bool | None = None  # bf16 autocast; None: where the device runs it natively
     device: str = "auto"
 
 
@@ -138,7 +143,7 @@ def train_epoch(
         batch = picks[i : i + args.batch_size]
         x = to_tensor([augmented_crop(crops, int(k), net.cfg, rng) for k in batch]).to(device)
         y = torch.as_tensor(crops.classes[batch], device=device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=args.amp):
+        with torch.autocast(device.type, torch.bfloat16, enabled=bool(args.amp)):
             logits = net(x.contiguous(memory_format=torch.channels_last))
         loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=0.05)
         opt.zero_grad(set_to_none=True)
@@ -195,11 +200,13 @@ def run(args: CropTrainArgs, resume: Path | None = None) -> dict[str, Any]:
     state = load_checkpoint(resume) if resume is not None else None
     if state is not None:
         # Runs saved before ``class_balance`` existed drew classes by the square root.
-        args = CropTrainArgs(**{"class_balance": 0.5, **state["args"]})
+        saved = CropTrainArgs(**{"class_balance": 0.5, **state["args"]})
+        args = replace(saved, amp=args.amp)  # precision follows the machine it resumes on
         log.info("resuming %s after epoch %d", resume, state["epoch"])
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     device, cfg = pick_device(args.device), CropConfig(input_size=args.input_size)
+    args = replace(args, amp=resolve_amp(args.amp, device))
     train, val = ds.split(ds.load_samples(Path(args.data), fixes=read_optional(args.label_fixes)))
     train_set, val_set = CropSet.of(train), CropSet.of(val)
     log.info("crops: %d training, %d validation", len(train_set.classes), len(val_set.classes))

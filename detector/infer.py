@@ -24,7 +24,13 @@ from truckcount.detector.engine import predict
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.onnx_runtime import OnnxNetwork, cached_export, export_onnx
 from truckcount.detector.tta import FlipAverage
-from truckcount.detector.weights import CheckpointError, load_checkpoint, model_version, pick_device
+from truckcount.detector.weights import (
+    CheckpointError,
+    load_checkpoint,
+    model_version,
+    native_bf16,
+    pick_device,
+)
 from truckcount.types import CLASSES, Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -118,6 +124,12 @@ class Detector:
             self.version = f"{self.version}+{model_version(cfg.classifier)}"
         if cfg.runtime == "onnx" and cfg.precision != "fp32":
             log.warning("precision %s applies to runtime torch only; ONNX runs fp32", cfg.precision)
+        elif cfg.precision == "bf16" and not native_bf16(self.device):
+            log.warning(
+                "precision bf16 on %s, which has no native bf16 (AVX-512 BF16 or AMX): emulated, "
+                "slower than fp32",
+                self.device,
+            )
         log.info("detector %s on %s (%s)", self.version, self.device, cfg.runtime)
 
     def predict(self, frames: Sequence[Frame]) -> list[Detections]:

@@ -30,7 +30,12 @@ from truckcount.detector.evaluate import evaluate_predictions
 from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.paste import InstanceBank
-from truckcount.detector.weights import load_checkpoint, pick_device, save_checkpoint
+from truckcount.detector.weights import (
+    load_checkpoint,
+    pick_device,
+    resolve_amp,
+    save_checkpoint,
+)
 from truckcount.types import CLASSES, VehicleClass
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,7 @@ class TrainArgs:
     truck_weight: float = 1.0  # weight of truck centres in the heatmap loss (cars: 1)
     workers: int = 1
     seed: int = 0
-    amp: bool = True
+    amp: bool | None = None  # bf16 autocast; None: where the device runs it natively
     ema_decay: float = 0.999  # 0 turns the weight average off
     device: str = "auto"
     resume: str | None = None
@@ -147,7 +152,7 @@ def validate(
     model: TruckNet, val: list[ds.Sample], images: list[Any], device: torch.device, args: TrainArgs
 ) -> dict[str, Any]:
     """Predict on the cached validation images and compute the detection report."""
-    preds = predict(model, images, device, batch_size=16, amp=args.amp, score_threshold=0.01)
+    preds = predict(model, images, device, batch_size=16, amp=bool(args.amp), score_threshold=0.01)
     return evaluate_predictions(preds, val, args.input_size, args.eval_threshold)
 
 
@@ -166,6 +171,7 @@ def _restore(args: TrainArgs) -> tuple[TrainArgs, dict[str, Any] | None]:
             epochs=args.epochs,
             output=args.output,
             workers=args.workers,
+            amp=args.amp,  # a property of the machine, not of the recipe
         )
     return args, state
 
@@ -211,6 +217,7 @@ def run(args: TrainArgs) -> dict[str, Any]:
     seed_everything(args.seed)
     device = pick_device(args.device)
     args, state = _restore(args)
+    args = replace(args, amp=resolve_amp(args.amp, device))
     cfg = ModelConfig.from_dict(state["model_config"]) if state else ModelConfig()
     model = TruckNet(replace(cfg, input_size=args.input_size)).to(device)
     model = model.to(memory_format=torch.channels_last)
@@ -246,7 +253,7 @@ def run(args: TrainArgs) -> dict[str, Any]:
             opt,
             sched,
             device,
-            amp=args.amp,
+            amp=bool(args.amp),
             epoch=epoch,
             ema=ema,
             class_weights=class_weights,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import torch
 
 REQUIRED_KEYS = ("model", "model_config", "classes")
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(RuntimeError):
@@ -27,6 +30,31 @@ def pick_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CheckpointError(f"device {name!r} requested but CUDA is not available")
     return torch.device(name)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX. Elsewhere PyTorch emulates bf16, and autocast runs slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu, since 2.1
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_amp(requested: bool | None, device: torch.device) -> bool:
+    """bf16 mixed precision for training: ``None`` turns it on where ``device`` runs bf16
+    natively; asking for it elsewhere is honoured, with a warning about the cost."""
+    native = native_bf16(device)
+    if requested is None:
+        log.info("bf16 mixed precision %s on %s", "on" if native else "off (not native)", device)
+        return native
+    if requested and not native:
+        log.warning(
+            "bf16 mixed precision on %s, which has no native bf16 (AVX-512 BF16 or AMX): it is "
+            "emulated and runs many times slower than fp32 (--no-amp)",
+            device,
+        )
+    return requested
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -11,13 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from truckcount.config import DetectorConfig
 from truckcount.detector.data import LabelError, load_samples, split
-from truckcount.detector.train import TrainArgs, run
+from truckcount.detector.infer import Detector
+from truckcount.detector.train import TrainArgs, _restore, run
 from truckcount.detector.weights import (
     CheckpointError,
     export_weights,
     load_checkpoint,
+    native_bf16,
     pick_device,
+    resolve_amp,
 )
 
 NAMES = "names:\n  0: big truck\n  1: car\n  2: bicycle\n"
@@ -148,3 +152,55 @@ def test_cuda_without_a_gpu_is_an_error_and_auto_falls_back_to_the_cpu() -> None
     assert pick_device("auto") == torch.device("cpu")
     with pytest.raises(CheckpointError, match="CUDA is not available"):
         pick_device("cuda:1")
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"),
+    [(False, False, False), (True, False, True), (False, True, True), (True, True, True)],
+)
+def test_bf16_is_native_on_a_cpu_only_with_avx512_bf16_or_amx(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, native: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert native_bf16(torch.device("cpu")) is native
+
+
+def test_mixed_precision_defaults_to_what_the_cpu_runs_natively_and_warns_when_forced(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with caplog.at_level(logging.INFO, logger="truckcount.detector.weights"):
+        assert resolve_amp(None, cpu) is False, "emulated bf16 is slower than fp32: off"
+        assert resolve_amp(False, cpu) is False
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert resolve_amp(True, cpu) is True, "an explicit --amp is honoured"
+    assert any("no native bf16" in r.getMessage() for r in caplog.records if r.levelno >= 30)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert resolve_amp(None, cpu) is True
+
+
+def test_a_resumed_run_takes_its_precision_from_the_command_not_the_checkpoint(
+    tmp_path: Path,
+) -> None:
+    data, out = make_dataset(tmp_path / "data"), tmp_path / "run"
+    run(_args(data, out, epochs=1, amp=False))
+    state = load_checkpoint(out / "checkpoint.pt")
+    state["args"]["amp"] = True  # as saved by a run on a machine with native bf16
+    torch.save(state, out / "checkpoint.pt")
+    resumed, _ = _restore(_args(data, out, epochs=2, amp=None, resume=str(out / "checkpoint.pt")))
+    assert resumed.amp is None and resumed.epochs == 2 and resumed.crop_min == 0.55
+
+
+def test_the_detector_warns_that_bf16_inference_is_emulated_on_such_a_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="truckcount.detector.infer"):
+        Detector(DetectorConfig(device="cpu", classifier=None))
+        assert not caplog.records, "fp32, the default, is not warned about"
+        Detector(DetectorConfig(device="cpu", classifier=None, precision="bf16"))
+    assert [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]

@@ -47,7 +47,14 @@ def train(
     seed: int = 0,
     workers: Annotated[int, typer.Option(min=0)] = 1,
     device: str = "auto",
-    amp: Annotated[bool, typer.Option(help="bf16 mixed precision")] = True,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp",
+            help="bf16 mixed precision (default: on where the device runs bf16 natively: CUDA, "
+            "or a CPU with AVX-512 BF16 or AMX; emulated bf16 is many times slower than fp32)",
+        ),
+    ] = None,
     ema_decay: Annotated[
         float, typer.Option(min=0, max=0.99999, help="weight average decay; 0 turns it off")
     ] = 0.999,
