@@ -208,8 +208,10 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
         augment_cfg: AugmentConfig | None = None,
         seed: int = 0,
         bank: InstanceBank | None = None,
+        ambiguous: Sequence[int] = (),
     ) -> None:
         self.samples, self.images = list(samples), list(images)
+        self.ambiguous = tuple(ambiguous)  # classes an AMBIGUOUS box may be (loss.build_targets)
         self.input_size, self.num_classes = input_size, num_classes
         self.augment_cfg, self.seed = augment_cfg, seed
         self.bank = bank
@@ -252,5 +254,5 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, torch.Tensor]]]):
             img = np.asarray(
                 cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR), np.uint8
             )
-        targets = build_targets(boxes * size, classes, size, self.num_classes)
+        targets = build_targets(boxes * size, classes, size, self.num_classes, self.ambiguous)
         return to_tensor([img])[0], targets

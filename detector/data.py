@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,9 @@ MERGE: dict[str, VehicleClass] = {
     **{n: VehicleClass.BUS for n in ("big bus", "bus-l-", "bus-s-", "small bus", "bus")},
     "car": VehicleClass.CAR,
 }
+
+
+AMBIGUOUS = -1  # merged class id of a box the labels disagree on (mark_ambiguous)
 
 
 class LabelError(ValueError):
@@ -148,6 +151,23 @@ def load_samples(
         raise LabelError(f"{root}: no labelled images found")
     samples.sort(key=lambda s: (s.sequence, s.index))
     return samples
+
+
+def mark_ambiguous(plain: Sequence[Sample], fixed: Sequence[Sample]) -> list[Sample]:
+    """``fixed`` with every box whose merged class its fixes changed given class ``AMBIGUOUS``.
+
+    Both lists are the same folder loaded without and with a fixes file. Where the sequences
+    disagree on what a vehicle is (pickups: trucks in one, cars in the others), training can
+    then teach such boxes as neither class instead of picking one convention."""
+    if [s.image_path for s in plain] != [s.image_path for s in fixed]:
+        raise LabelError("mark_ambiguous: the two loads hold different images")
+    out = []
+    for a, b in zip(plain, fixed, strict=True):
+        changed = a.classes != b.classes
+        if changed.any():
+            b = replace(b, classes=np.where(changed, AMBIGUOUS, b.classes).astype(np.int64))
+        out.append(b)
+    return out
 
 
 def is_validation(s: Sample) -> bool:

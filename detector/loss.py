@@ -16,10 +16,14 @@ import torch
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss
 
+from truckcount.detector.data import AMBIGUOUS
 from truckcount.detector.model import STRIDE
 
 GAUSSIAN_ALPHA = 0.54  # Gaussian spread relative to box size (TTFNet's choice)
 BOX_LOSS_WEIGHT = 2.0  # weight of the dense GIoU term against the heatmap's focal loss
+# heatmap peak of an ambiguous box on each class it may be: just under 1, so it is never a centre
+# to learn, and the focal loss's (1 - target)^4 frees the network's score there for that class
+AMBIGUOUS_PEAK = 0.99
 
 
 Window = tuple[slice, slice]
@@ -39,9 +43,17 @@ def _patch(
 
 
 def build_targets(
-    boxes: np.ndarray, classes: np.ndarray, input_size: int, num_classes: int
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    input_size: int,
+    num_classes: int,
+    ambiguous: Sequence[int] = (),
 ) -> dict[str, Tensor]:
-    """Build dense targets from boxes in input pixels (N, 4) and class ids (N,)."""
+    """Build dense targets from boxes in input pixels (N, 4) and class ids (N,).
+
+    A box of class ``AMBIGUOUS`` is taught as neither of the classes in ``ambiguous`` (nor
+    as background for them): it gets an ``AMBIGUOUS_PEAK`` on each of their heatmaps, and its
+    size and offset are learned like any box's."""
     out = input_size // STRIDE
     heat = np.zeros((num_classes, out, out), np.float32)
     size = np.zeros((2, out, out), np.float32)
@@ -60,7 +72,11 @@ def build_targets(
         sx, sy = max(GAUSSIAN_ALPHA * w[i] / 6, 0.4), max(GAUSSIAN_ALPHA * h[i] / 6, 0.4)
         reach = (int(3 * sx) + 1, int(3 * sy) + 1)
         window, g = _patch(ix, iy, (sx, sy), reach, (out, out))
-        np.maximum(heat[classes[i]][window], g, out=heat[classes[i]][window])
+        if classes[i] == AMBIGUOUS:
+            for c in ambiguous:
+                np.maximum(heat[c][window], AMBIGUOUS_PEAK * g, out=heat[c][window])
+        else:
+            np.maximum(heat[classes[i]][window], g, out=heat[classes[i]][window])
         size[:, iy, ix] = np.log([w[i], h[i]])
         offset[:, iy, ix] = (cx - ix, cy - iy)
         mask[iy, ix] = 1.0

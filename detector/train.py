@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -69,6 +69,9 @@ class TrainArgs:
     eval_threshold: float = 0.3
     limit: int | None = None  # use only the first N training frames (smoke tests)
     label_fixes: str | None = None  # class corrections applied to the labels (label_fixes.py)
+    # "class": a fixed box gets the class the fix names; "ambiguous": it is taught as neither
+    # truck nor car (data.mark_ambiguous), for vehicles the sequences label differently
+    label_fixes_as: Literal["class", "ambiguous"] = "class"
 
 
 def seed_everything(seed: int) -> None:
@@ -79,6 +82,12 @@ def seed_everything(seed: int) -> None:
 
 def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list[Any]]:
     samples = ds.load_samples(Path(args.data), fixes=read_optional(args.label_fixes))
+    ambiguous: tuple[int, ...] = ()
+    if args.label_fixes and args.label_fixes_as == "ambiguous":
+        samples = ds.mark_ambiguous(ds.load_samples(Path(args.data)), samples)
+        ambiguous = (CLASSES.index(VehicleClass.TRUCK), CLASSES.index(VehicleClass.CAR))
+        marked = sum(int((s.classes == ds.AMBIGUOUS).sum()) for s in samples)
+        log.info("%d fixed boxes taught as neither truck nor car", marked)
     train, val = ds.split(samples)
     if args.limit is not None:
         train, val = train[: args.limit], val[: max(args.limit // 2, 1)]
@@ -110,6 +119,7 @@ def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list
         ),
         seed=args.seed,
         bank=bank,
+        ambiguous=ambiguous,
     )
     return dataset, val, val_imgs
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from tests.test_detector_train import make_dataset
 from truckcount.cli import app
-from truckcount.detector.data import load_samples
+from truckcount.detector.data import AMBIGUOUS, LabelError, load_samples, mark_ambiguous
 from truckcount.detector.label_fixes import LabelFixError, read_label_fixes
 
 TRUCK, CAR = 0, 2  # merged ids
@@ -204,3 +204,22 @@ def test_the_km39_fixes_move_only_the_training_sequence_ground_truth() -> None:
     published = {"siang_15112021_1": (19, 30), "malam_04112021": (0, 3), "aditganteng": (14, 14)}
     assert trucks(fixed=False) == published
     assert trucks(fixed=True) == {**published, "aditganteng": (14, 18)}
+
+
+def test_fixed_boxes_can_be_marked_ambiguous_instead_of_relabelled(tmp_path: Path) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    path = tmp_path / "fixes.csv"
+    path.write_text(HEADER + "adit-00001,2,car,big truck,a pickup\n")
+    plain = load_samples(data)
+    marked = mark_ambiguous(plain, load_samples(data, fixes=read_label_fixes(path)))
+    by_stem = {s.image_path.stem: s.classes.tolist() for s in marked}
+    assert by_stem["adit-00001"] == [TRUCK, AMBIGUOUS]
+    assert {k: v for k, v in by_stem.items() if k != "adit-00001"} == {
+        s.image_path.stem: s.classes.tolist() for s in plain if s.image_path.stem != "adit-00001"
+    }
+
+
+def test_marking_two_different_loads_is_an_error(tmp_path: Path) -> None:
+    plain = load_samples(_two_box_dataset(tmp_path / "data"))
+    with pytest.raises(LabelError, match="different images"):
+        mark_ambiguous(plain, plain[1:])

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from truckcount.detector.loss import build_targets, dense_box_loss, detection_loss, focal_loss
+from truckcount.detector.data import AMBIGUOUS
+from truckcount.detector.loss import (
+    AMBIGUOUS_PEAK,
+    build_targets,
+    dense_box_loss,
+    detection_loss,
+    focal_loss,
+)
 from truckcount.detector.model import STRIDE
 
 
@@ -78,3 +85,26 @@ def test_a_class_weight_scales_only_that_class_s_missed_centres() -> None:
     doubled_bus = focal_loss(logits, heat, pos_weight=[1.0, 2.0, 1.0])
     assert torch.isclose(doubled_truck, plain * 1.5, rtol=1e-3)  # one of two centres doubled
     assert torch.isclose(doubled_bus, plain)  # no bus here: nothing changes
+
+
+def test_an_ambiguous_box_is_neither_class_nor_background_and_still_learns_its_box() -> None:
+    truck, bus, car = 0, 1, 2
+    boxes = np.array([[8, 8, 40, 32]], np.float32)
+    t = build_targets(boxes, np.array([AMBIGUOUS]), 64, 3, ambiguous=(truck, car))
+    heat = t["heatmap"]
+    assert not heat.eq(1).any()  # no centre to learn on any class
+    assert torch.isclose(heat[truck].max(), torch.tensor(AMBIGUOUS_PEAK))
+    assert torch.equal(heat[truck], heat[car])
+    assert heat[bus].max() == 0  # still background for the classes it cannot be
+    assert t["mask"].sum() == 1 and t["box_weight"].sum() > 0  # size and box are learned
+    # the focal loss costs (almost) nothing whatever truck/car score the network gives there
+    cy, cx = (heat[truck] == heat[truck].max()).nonzero()[0].tolist()
+    for score in (0.05, 0.5, 0.95):
+        logits = torch.full((1, 3, 16, 16), -9.0)
+        logits[0, truck, cy, cx] = logits[0, car, cy, cx] = float(torch.logit(torch.tensor(score)))
+        assert focal_loss(logits, heat.unsqueeze(0)) < 1e-4
+
+
+def test_a_plain_truck_box_is_still_a_truck_centre_when_ambiguity_is_on() -> None:
+    t = build_targets(np.array([[8, 8, 40, 32]], np.float32), np.array([0]), 64, 3, (0, 2))
+    assert t["heatmap"][0].eq(1).sum() == 1 and t["heatmap"][2].max() == 0

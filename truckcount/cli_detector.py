@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +14,13 @@ import typer
 from truckcount.cli_common import LabelFixesOpt, guard
 
 log = logging.getLogger("truckcount")
+
+
+class FixesAs(StrEnum):
+    """What a label fix does to its box in training (``--label-fixes-as``)."""
+
+    CLASS = "class"
+    AMBIGUOUS = "ambiguous"
 
 
 def train(
@@ -65,6 +73,13 @@ def train(
         int | None, typer.Option(min=1, help="use the first N training frames")
     ] = None,
     label_fixes: LabelFixesOpt = None,
+    label_fixes_as: Annotated[
+        FixesAs,
+        typer.Option(
+            help="class: a fixed box gets the fix's class; ambiguous: it is taught as neither "
+            "truck nor car (for vehicles the sequences label differently)"
+        ),
+    ] = FixesAs.CLASS,
 ) -> None:
     """Train the detector from scratch (time split: validation = siang + late night)."""
     from truckcount.detector.train import TrainArgs
@@ -93,6 +108,7 @@ def train(
         test_only=test_only,
         limit=limit,
         label_fixes=str(label_fixes) if label_fixes else None,
+        label_fixes_as=label_fixes_as.value,
     )
     report = guard(lambda: train_run(args))
     typer.echo(json.dumps(report.get("all", {}), indent=None))
