@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -223,3 +224,28 @@ def test_marking_two_different_loads_is_an_error(tmp_path: Path) -> None:
     plain = load_samples(_two_box_dataset(tmp_path / "data"))
     with pytest.raises(LabelError, match="different images"):
         mark_ambiguous(plain, plain[1:])
+
+
+def test_training_can_teach_fixed_boxes_as_neither_truck_nor_car(tmp_path: Path) -> None:
+    from truckcount.detector.augment import DetectionDataset
+    from truckcount.detector.train import TrainArgs, _load_data
+
+    data = _two_box_dataset(tmp_path / "data")
+    path = tmp_path / "fixes.csv"
+    path.write_text(HEADER + "adit-00001,2,car,big truck,a pickup\n")
+
+    def dataset(mode: str) -> DetectionDataset:
+        args = TrainArgs(str(data), input_size=64, cache_size=96, label_fixes=str(path))
+        return _load_data(replace(args, label_fixes_as=mode))[0]
+
+    relabelled, ambiguous = dataset("class"), dataset("ambiguous")
+    stem = [s.image_path.stem for s in ambiguous.samples].index("adit-00001")
+    assert relabelled.samples[stem].classes.tolist() == [TRUCK, TRUCK]
+    assert ambiguous.samples[stem].classes.tolist() == [TRUCK, AMBIGUOUS]
+    assert ambiguous.ambiguous == (TRUCK, CAR) and relabelled.ambiguous == ()
+
+
+def test_ambiguous_fixes_without_a_fixes_file_is_a_usage_error(tmp_path: Path) -> None:
+    data = _two_box_dataset(tmp_path / "data")
+    result = CliRunner().invoke(app, ["train", str(data), "--label-fixes-as", "ambiguous"])
+    assert result.exit_code == 2 and "--label-fixes" in result.output

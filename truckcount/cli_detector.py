@@ -85,6 +85,8 @@ def train(
     from truckcount.detector.train import TrainArgs
     from truckcount.detector.train import run as train_run
 
+    if label_fixes_as is FixesAs.AMBIGUOUS and label_fixes is None:
+        raise typer.BadParameter("needs --label-fixes", param_hint="--label-fixes-as")
     args = TrainArgs(
         data=str(data),
         output=str(output),
