@@ -1,11 +1,14 @@
-"""How the detector finds each labelled kind of truck: as a truck, only as another class, or not.
+"""How the detector finds each labelled kind and size of truck: as a truck, another class, or not.
 
 The km39 labels name several kinds of truck (``truck-s``, ``truck-m``, ``big truck`` ...) that the
 detector learns as one class. This splits the validation frames' truck boxes by their source
-class and reports, at the deployed score, the share found as a truck (a truck box with IoU >= 0.5),
-found only as another class (a bus or car box there instead), or missed.
+class, and again by their height as a share of the frame's, and reports, at the deployed score,
+the share found as a truck (a truck box with IoU >= 0.5), found only as another class (a bus or
+car box there instead), or missed. The height split shows how much of the recall lost is lost on
+distant, small trucks, which a larger input size reaches.
 
     python benchmarks/truck_subclasses.py ../shared/data/km39-cctv [--weights W] [--threshold 0.3]
+        [--input-size N]
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ from truckcount.types import VehicleClass
 
 log = logging.getLogger("truck_subclasses")
 TRUCK = list(VehicleClass).index(VehicleClass.TRUCK)
+HEIGHT_EDGES = (0.05, 0.1, 0.2)  # box height / frame height
+OUTCOMES = ("truck", "other", "miss")
+
+
+def height_bin(box: np.ndarray) -> str:
+    """The height class of a normalised xyxy box, e.g. ``h 0.05-0.1``."""
+    h = float(box[3] - box[1])
+    lower = [e for e in HEIGHT_EDGES if e <= h]
+    upper = [e for e in HEIGHT_EDGES if e > h]
+    if not lower:
+        return f"h < {HEIGHT_EDGES[0]}"
+    if not upper:
+        return f"h >= {HEIGHT_EDGES[-1]}"
+    return f"h {lower[-1]}-{upper[0]}"
 
 
 def truck_sources(root: Path) -> dict[int, str]:
@@ -47,18 +64,30 @@ def source_labels(sample: ds.Sample, sources: dict[int, str]) -> list[tuple[str,
     return [(sources[int(i)], box) for i, box in zip(ids, boxes, strict=True)]
 
 
-def tally(root: Path, weights: Path, threshold: float) -> dict[str, dict[str, float]]:
+def shares(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, float]]:
+    """Per group: its number of boxes and the share of each outcome."""
+    report = {}
+    for name in sorted({n for n, _ in counts}):
+        n = sum(counts[(name, o)] for o in OUTCOMES)
+        report[name] = {"boxes": n} | {o: round(counts[(name, o)] / n, 3) for o in OUTCOMES}
+    return report
+
+
+def tally(
+    root: Path, weights: Path, threshold: float, input_size: int | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
     sources = truck_sources(root)
     _, val = ds.split(ds.load_samples(root))
     device = pick_device("auto")
     model, _ = load_model(weights, device)
-    size = model.cfg.input_size
+    size = input_size or model.cfg.input_size
     images = [
         cv2.resize(ds.read_image(s.image_path), (size, size), interpolation=cv2.INTER_AREA)
         for s in val
     ]
     preds = predict(model, images, device, batch_size=8, score_threshold=threshold)
-    counts: Counter[tuple[str, str]] = Counter()
+    by_class: Counter[tuple[str, str]] = Counter()
+    by_height: Counter[tuple[str, str]] = Counter()
     for sample, (boxes, scores, classes) in zip(val, preds, strict=True):
         truth = source_labels(sample, sources)
         if not truth:
@@ -66,19 +95,14 @@ def tally(root: Path, weights: Path, threshold: float) -> dict[str, dict[str, fl
         gt = torch.from_numpy(np.stack([b for _, b in truth])) * size
         iou = box_iou(gt, torch.from_numpy(boxes)).numpy() if len(boxes) else np.zeros((len(gt), 0))
         kept = scores >= threshold
-        for (name, _), overlaps in zip(truth, iou, strict=True):
+        for (name, box), overlaps in zip(truth, iou, strict=True):
             hit = (overlaps >= 0.5) & kept
             outcome = (
                 "truck" if (hit & (classes == TRUCK)).any() else "other" if hit.any() else "miss"
             )
-            counts[(name, outcome)] += 1
-    report = {}
-    for name in sorted({n for n, _ in counts}):
-        n = sum(counts[(name, o)] for o in ("truck", "other", "miss"))
-        report[name] = {"boxes": n} | {
-            o: round(counts[(name, o)] / n, 3) for o in ("truck", "other", "miss")
-        }
-    return report
+            by_class[(name, outcome)] += 1
+            by_height[(height_bin(box), outcome)] += 1
+    return {"by_class": shares(by_class), "by_height": shares(by_height)}
 
 
 def main() -> None:
@@ -86,16 +110,13 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
     parser.add_argument("--threshold", type=float, default=0.3, help="deployed truck score")
+    parser.add_argument("--input-size", type=int, help="network input side")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    report = tally(args.data, args.weights, args.threshold)
-    log.info(
-        "%s",
-        json.dumps(
-            {"weights": str(args.weights), "threshold": args.threshold, "validation": report},
-            indent=1,
-        ),
-    )
+    report = tally(args.data, args.weights, args.threshold, args.input_size)
+    head = {"weights": str(args.weights), "threshold": args.threshold}
+    head["input_size"] = args.input_size
+    log.info("%s", json.dumps(head | {"validation": report}, indent=1))
 
 
 if __name__ == "__main__":
