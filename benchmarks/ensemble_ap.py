@@ -19,12 +19,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from truckcount.detector.data import cache_images, is_validation, load_samples
-from truckcount.detector.engine import predict
-from truckcount.detector.evaluate import evaluate_predictions
+from truckcount.detector.data import is_validation, load_samples
 from truckcount.detector.infer import load_model
 from truckcount.detector.model import TruckNet
-from truckcount.detector.report import format_report
+from truckcount.detector.report import evaluate_network, format_report
 from truckcount.detector.tta import FlipAverage
 from truckcount.detector.weights import pick_device
 
@@ -67,9 +65,7 @@ def main() -> None:
     samples = load_samples(args.data)
     if args.split != "all":
         samples = [s for s in samples if is_validation(s) == (args.split == "val")]
-    size = loaded[0][0].cfg.input_size
-    preds = predict(net, cache_images(samples, size), device, batch_size=16, score_threshold=0.01)
-    report = evaluate_predictions(preds, samples, size, args.threshold)
+    report = evaluate_network(net, loaded[0][0].cfg.input_size, samples, device, args.threshold)
     version = " + ".join(v for _, v in loaded) + (" (+flip)" if args.flip else "")
     log.info("%s", format_report({"model_version": version, **report}))
 

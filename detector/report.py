@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from truckcount.config import DetectorConfig, TrackerConfig
-from truckcount.detector.data import cache_images, is_validation, load_samples
+from truckcount.detector.data import Sample, cache_images, is_validation, load_samples
 from truckcount.detector.engine import predict
 from truckcount.detector.evaluate import evaluate_predictions
 from truckcount.detector.infer import open_network
@@ -32,19 +35,30 @@ def evaluate_folder(
     """
     if split not in ("all", "val", "train"):
         raise ValueError(f"split {split!r}: expected all, val or train")
-    weights = weights or DetectorConfig().weights
-    threshold = TrackerConfig().high_threshold if threshold is None else threshold
     samples = load_samples(data, fixes=read_optional(label_fixes))
     if split != "all":
         samples = [s for s in samples if is_validation(s) == (split == "val")]
     if not samples:
         raise ValueError(f"{data}: no labelled frames in split {split!r}")
     device = pick_device("auto")
+    weights = weights or DetectorConfig().weights
     net, size, version = open_network(weights, device, input_size=input_size, flip=flip)
-    images = cache_images(samples, size)
-    preds = predict(net, images, device, batch_size=16, score_threshold=0.01)
-    report = evaluate_predictions(preds, samples, size, threshold)
+    report = evaluate_network(net, size, samples, device, threshold)
     return {"model_version": version, "data": str(data), "split": split, **report}
+
+
+def evaluate_network(
+    net: nn.Module,
+    size: int,
+    samples: list[Sample],
+    device: torch.device,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """The detection report of ``net`` (input side ``size``) on ``samples``, P/R at ``threshold``
+    (default: the tracker's first-stage score)."""
+    threshold = TrackerConfig().high_threshold if threshold is None else threshold
+    preds = predict(net, cache_images(samples, size), device, batch_size=16, score_threshold=0.01)
+    return evaluate_predictions(preds, samples, size, threshold)
 
 
 def format_report(report: dict[str, Any]) -> str:
