@@ -70,7 +70,7 @@ def crossings(db: Path) -> list[tuple[str, str, str]]:
         rows = conn.execute(text("SELECT line_id, direction_name, class_name FROM crossings"))
         found = sorted(tuple(r) for r in rows)
     engine.dispose()
-    return found  # type: ignore[return-value]
+    return found
 
 
 def main() -> None:

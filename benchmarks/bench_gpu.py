@@ -19,6 +19,7 @@ Runs on CPU too (``--device cpu``: a smoke run of the same code; its figures mea
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import platform
@@ -97,9 +98,9 @@ def network_rates(
         x = to_tensor(cycled(small, batch), device)
         xh = x.half()
         runs: dict[str, Callable[[], object]] = {
-            "fp32": lambda x=x: model(x),
-            "bf16": lambda x=x: _autocast_call(model, x, device),
-            "fp16": lambda xh=xh: half(xh),
+            "fp32": functools.partial(model, x),
+            "bf16": functools.partial(_autocast_call, model, x, device),
+            "fp16": functools.partial(half, xh),
         }
         for precision, fn in runs.items():
             if device.type == "cpu" and precision == "fp16":
@@ -148,7 +149,7 @@ def per_image_decode(
         x = to_tensor(images).to(device).contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
             out = model(x)
-        results = []
+        results: list[tuple[np.ndarray, ...]] = []
         for i in range(len(images)):
             [(bx, sc, cl)] = decode({k: v[i : i + 1] for k, v in out.items()}, **DEPLOYED)
             results.append((bx.cpu().numpy(), sc.cpu().numpy(), cl.cpu().numpy()))
@@ -205,7 +206,7 @@ def full_frame_rates(
                 DetectorConfig(device=device.type, batch_size=batch, precision=precision)
             )
             chunk = [Frame("km39", T0, i, img) for i, img in enumerate(cycled(frames, batch))]
-            fps = batch * rate(lambda det=det, chunk=chunk: det.predict(chunk), device, sec)
+            fps = batch * rate(functools.partial(det.predict, chunk), device, sec)
             rows.append({"batch": batch, "precision": precision, "frames_per_s": round(fps, 1)})
             log.info("Detector.predict 640x360 batch %d %s: %.0f frames/s", batch, precision, fps)
     return rows

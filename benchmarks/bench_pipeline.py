@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import av
 import cv2
+import numpy as np
 import torch
 
 from truckcount.config import AppConfig, DetectorConfig, LineConfig
@@ -64,7 +65,7 @@ def make_720p25(src: Path, out: Path, fps: int = 25) -> Path:
         enc.width, enc.height, enc.pix_fmt = 1280, 720, "yuv420p"
         for i, (a, b) in enumerate(zip(frames, frames[1:] + frames[-1:], strict=True)):
             for j in range(repeat):
-                img = cv2.addWeighted(a, 1 - j / repeat, b, j / repeat, 0)
+                img = np.asarray(cv2.addWeighted(a, 1 - j / repeat, b, j / repeat, 0), np.uint8)
                 frame = av.VideoFrame.from_ndarray(img, format="bgr24")
                 frame.pts, frame.time_base = i * repeat + j, Fraction(1, fps)
                 dst.mux(enc.encode(frame))
@@ -100,7 +101,8 @@ def _opencv_frames(clip: Path) -> Iterator[Frame]:
         if not ok:
             break
         if i % every == 0:
-            yield Frame("bench", START + timedelta(seconds=i / ANALYSIS_FPS / every), i, image)
+            ts = START + timedelta(seconds=i / ANALYSIS_FPS / every)
+            yield Frame("bench", ts, i, np.asarray(image, np.uint8))
         i += 1
     cap.release()
 

@@ -99,7 +99,7 @@ def _old_add_crossings(engine: Engine, crossings: list[Crossing], attempt_id: st
         conn.execute(insert(CrossingRow), rows)
 
 
-def bench_insert(engine: Engine, repeat: int = 1) -> dict[str, float]:
+def bench_insert(engine: Engine, repeat: int = 1) -> dict[str, float | list[int]]:
     """Rows/s of ``add_crossings``, of the previous insert path, and of one ORM INSERT per row.
 
     The first two alternate ``repeat`` times (fresh runs each time); their medians are reported,

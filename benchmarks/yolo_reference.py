@@ -80,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     images = np.load(args.images)
     yolo = YOLO("yolov8n.yaml")
-    net = yolo.model.fuse().eval()  # type: ignore[union-attr]
+    net = yolo.model.fuse().eval()
     out: dict[str, object] = {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
     with torch.inference_mode():
         for b in (1, 8):

@@ -66,8 +66,7 @@ def looped_clip(clip: Path, loops: int) -> Path:
     part = out.with_suffix(f".{os.getpid()}.part.mp4")
     with av.open(str(clip)) as probe:
         video = probe.streams.video[0]
-        packets = [p for p in probe.demux(video) if p.pts is not None]
-        span = max(p.pts + (p.duration or 0) for p in packets)
+        span = max(p.pts + (p.duration or 0) for p in probe.demux(video) if p.pts is not None)
     with av.open(str(part), "w") as dst:
         for i in range(loops):
             with av.open(str(clip)) as src:
@@ -77,6 +76,7 @@ def looped_clip(clip: Path, loops: int) -> Path:
                 for p in src.demux(video):
                     if p.dts is None:
                         continue  # the demuxer's end-of-stream marker
+                    assert p.pts is not None, "a packet with a dts has a pts"
                     p.stream = stream
                     p.pts, p.dts = p.pts + i * span, p.dts + i * span
                     dst.mux(p)

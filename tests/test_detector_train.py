@@ -59,7 +59,7 @@ def _args(data: Path, out: Path, **over: object) -> TrainArgs:
         night_oversample=1,
     )
     base.update(over)
-    return TrainArgs(**base)  # type: ignore[arg-type]
+    return TrainArgs(**base)
 
 
 def test_split_is_by_sequence_not_random(tmp_path: Path) -> None:

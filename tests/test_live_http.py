@@ -47,7 +47,7 @@ class MjpegHandler(BaseHTTPRequestHandler):
 
 
 def serve(handler: type[BaseHTTPRequestHandler] | functools.partial) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # type: ignore[arg-type]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield int(server.server_address[1])

@@ -102,7 +102,7 @@ def stored(cfg: AppConfig) -> tuple[list[CrossingRow], list[CoverageRow], list[R
         coverage = list(conn.execute(select(CoverageRow).order_by(CoverageRow.start)))
         runs = list(conn.execute(select(RunRow)))
     engine.dispose()
-    return crossings, coverage, runs  # type: ignore[return-value]
+    return crossings, coverage, runs
 
 
 def offline_crossings(cfg: AppConfig, cam: CameraConfig) -> list[Crossing]:
@@ -154,8 +154,13 @@ def _count_one_pass(folder: Path) -> tuple[AppConfig, CameraConfig, LiveReport] 
     folder.mkdir()
     srv = RtspServer(loops=1).start()
     try:
-        once = {"reconnect_min_s": 600.0, "reconnect_max_s": 600.0}
-        cam = camera(srv.url(), segment_seconds=10, queue_frames=1000, **once)
+        cam = camera(
+            srv.url(),
+            segment_seconds=10,
+            queue_frames=1000,
+            reconnect_min_s=600.0,  # never reconnects within a pass
+            reconnect_max_s=600.0,
+        )
         cfg = app_config(folder, [cam])
 
         def refused(s: LiveSession) -> bool:

@@ -57,7 +57,12 @@ def test_a_full_file_queue_makes_the_reader_wait_and_drops_nothing() -> None:
     q.put(make_frame(0, "f"))
     q.put(make_frame(1, "f"))
     done = threading.Event()
-    threading.Thread(target=lambda: (q.put(make_frame(2, "f")), done.set()), daemon=True).start()
+
+    def put_then_mark_done() -> None:
+        q.put(make_frame(2, "f"))
+        done.set()
+
+    threading.Thread(target=put_then_mark_done, daemon=True).start()
     assert not done.wait(0.3), "put waits while the queue is full"
     with cond:
         q.pop()

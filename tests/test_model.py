@@ -106,10 +106,10 @@ def test_decoding_a_batch_gives_each_image_what_it_gets_alone(class_agnostic: bo
     }
     out["heatmap"][3] = -9.0  # an image with nothing above the threshold
     args = dict(score_threshold=0.3, nms_iou=0.5, max_detections=7, class_agnostic=class_agnostic)
-    batch = decode(out, **args)  # type: ignore[arg-type]
+    batch = decode(out, **args)
     assert len(batch) == 5 and len(batch[3][1]) == 0
     for i in range(5):
-        [alone] = decode({k: v[i : i + 1] for k, v in out.items()}, **args)  # type: ignore[arg-type]
+        [alone] = decode({k: v[i : i + 1] for k, v in out.items()}, **args)
         assert 0 < len(alone[1]) <= 7 or i == 3
         for got, want in zip(batch[i], alone, strict=True):
             assert torch.equal(got, want)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 
@@ -89,7 +90,12 @@ def test_one_classifier_pass_per_batch_feeds_every_cameras_tally_and_cascade(
     assert a.presence.classifier is b.presence.classifier is a.gate.presence, "loaded once"
     calls: list[int] = []
     real = a.presence.classifier.probabilities
-    a.presence.classifier.probabilities = lambda imgs: calls.append(len(imgs)) or real(imgs)  # type: ignore[method-assign]
+
+    def counted(imgs: list[npt.NDArray[np.uint8]]) -> npt.NDArray[np.float32]:
+        calls.append(len(imgs))
+        return real(imgs)
+
+    a.presence.classifier.probabilities = counted
     t0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
     batch = [frame_at(t0 + timedelta(seconds=i), cam) for i, cam in enumerate("abab")]
     out = detect(Detector(cfg.detector), batch, stages.__getitem__)

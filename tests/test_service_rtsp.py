@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from tests.live_servers import DEMO_CLIP, RtspServer, free_port, require_gstreamer
 from tests.test_service_e2e import STOP_WITHIN_S, Service, _runs, _wait
-from truckcount.storage import RunStatus, open_database
+from truckcount.storage import RunRecord, RunStatus, open_database
 
 pytestmark = pytest.mark.slow
 DOWNTIME_S = 5.0
@@ -63,7 +63,7 @@ def _config(tmp_path: Path, rtsp_url: str, port: int) -> Path:
     return config
 
 
-def _complete(url: str, camera: str) -> list:  # type: ignore[type-arg]
+def _complete(url: str, camera: str) -> list[RunRecord]:
     runs = [r for r in _runs(url) if r.camera_id == camera and r.status is RunStatus.COMPLETE]
     return sorted(runs, key=lambda r: r.media_start)
 
