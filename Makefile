@@ -6,6 +6,6 @@ demo:
 check test:
 	bash scripts/test.sh
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy truckcount ingest detector aggregator storage
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy truckcount ingest detector aggregator storage tests benchmarks
 unit:
 	.venv/bin/pytest -q -m "not slow"

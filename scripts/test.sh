@@ -28,5 +28,5 @@ if ! command -v chromium >/dev/null; then
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/mypy truckcount ingest detector aggregator storage
+.venv/bin/mypy truckcount ingest detector aggregator storage tests benchmarks
 .venv/bin/pytest -q "$@"
