@@ -27,6 +27,7 @@ from truckcount.detector import data as ds
 from truckcount.detector.augment import AugmentConfig, DetectionDataset
 from truckcount.detector.engine import predict, train_one_epoch
 from truckcount.detector.evaluate import evaluate_predictions
+from truckcount.detector.ignore_boxes import add_ignored, read_ignore_boxes
 from truckcount.detector.label_fixes import read_optional
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.paste import InstanceBank
@@ -72,6 +73,8 @@ class TrainArgs:
     # "class": a fixed box gets the class the fix names; "ambiguous": it is taught as neither
     # truck nor car (data.mark_ambiguous), for vehicles the sequences label differently
     label_fixes_as: Literal["class", "ambiguous"] = "class"
+    # CSV of vehicles the labels leave out (detector.ignore_boxes): taught as no class and no road
+    ignore_boxes: str | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -89,6 +92,11 @@ def _load_data(args: TrainArgs) -> tuple[DetectionDataset, list[ds.Sample], list
         marked = sum(int((s.classes == ds.AMBIGUOUS).sum()) for s in samples)
         log.info("%d fixed boxes taught as neither truck nor car", marked)
     train, val = ds.split(samples)
+    if args.ignore_boxes:
+        train = add_ignored(train, read_ignore_boxes(Path(args.ignore_boxes)), args.ignore_boxes)
+        ambiguous = tuple(range(len(CLASSES)))
+        marked = sum(int((s.classes == ds.AMBIGUOUS).sum()) for s in train)
+        log.info("%d boxes taught as no class (--label-fixes-as ambiguous, --ignore-boxes)", marked)
     if args.limit is not None:
         train, val = train[: args.limit], val[: max(args.limit // 2, 1)]
     if not train or not val:

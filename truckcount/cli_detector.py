@@ -80,6 +80,13 @@ def train(
             "truck nor car (for vehicles the sequences label differently)"
         ),
     ] = FixesAs.CLASS,
+    ignore_boxes: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV (label_file,x0,y0,x1,y1) of vehicles the training labels leave out: taught "
+            "as no class and not as road"
+        ),
+    ] = None,
 ) -> None:
     """Train the detector from scratch (time split: validation = siang + late night)."""
     from truckcount.detector.train import TrainArgs
@@ -111,6 +118,7 @@ def train(
         limit=limit,
         label_fixes=str(label_fixes) if label_fixes else None,
         label_fixes_as=label_fixes_as.value,
+        ignore_boxes=str(ignore_boxes) if ignore_boxes else None,
     )
     report = guard(lambda: train_run(args))
     typer.echo(json.dumps(report.get("all", {}), indent=None))
