@@ -147,3 +147,11 @@ def test_mining_keeps_one_box_per_place_that_no_label_covers() -> None:
     scores = np.array([0.9, 0.5, 0.4, 0.6, 0.7], np.float32)
     assert mine.uncovered(boxes, scores, labels) == [1]
     assert mine.uncovered(boxes[1:3], scores[1:3], np.zeros((0, 4), np.float32)) == [0]
+
+
+def test_the_shipped_training_ignore_file_names_training_frames_only() -> None:
+    boxes = read_ignore_boxes(REPO / "benchmarks" / "km39_unlabelled_training.csv")
+    assert sum(len(b) for b in boxes.values()) == 10_092
+    for stem in boxes:
+        seq, index = stem.rsplit("-", 1)
+        assert seq != "siang_15112021_1" and not (seq == "malam_04112021" and int(index) >= 190)
