@@ -20,7 +20,6 @@ them: a labelled car, a bus, a truck already matched by a higher-scoring box, or
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 from collections import Counter
@@ -28,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
 from truckcount.config import DEFAULT_WEIGHTS
 from truckcount.detector import data as ds
 from truckcount.detector.engine import Prediction, predict
+from truckcount.detector.evaluate import ap_per_class, prediction_dicts
+from truckcount.detector.ignore_boxes import read_ignore_boxes
 from truckcount.detector.infer import open_network
 from truckcount.detector.weights import pick_device
 from truckcount.types import VehicleClass
@@ -42,73 +42,34 @@ log = logging.getLogger("ap_label_ceiling")
 TRUCK = VehicleClass.TRUCK.id
 
 
-def source_targets(
-    root: Path, samples: list[ds.Sample], size: int, ignore: set[str]
+def targets(
+    root: Path,
+    samples: list[ds.Sample],
+    size: int,
+    ignore: set[str],
+    unlabelled: dict[str, np.ndarray],
 ) -> list[dict[str, torch.Tensor]]:
-    """Per sample: boxes in input pixels, merged class ids, and ``iscrowd`` for ignored sources."""
+    """Per sample: boxes in input pixels and merged class ids, with ``iscrowd`` set on boxes of
+    the ``ignore`` source classes and on the ``unlabelled`` boxes, added as crowd trucks."""
     names = ds.read_class_names(root)
-    known = {i: i for i, n in names.items() if n in ds.MERGE}
     out = []
     for s in samples:
-        label = s.image_path.parent.parent / "labels" / f"{s.image_path.stem}.txt"
-        boxes, src = ds.parse_label_file(label, known)
+        boxes, sources = ds.source_labels(s, names)
+        extra = unlabelled.get(s.image_path.stem, np.zeros((0, 4), np.float32))
+        labels = [ds.MERGE[n].id for n in sources] + [TRUCK] * len(extra)
+        crowd = [int(n in ignore) for n in sources] + [1] * len(extra)
         out.append(
             {
-                "boxes": torch.from_numpy(boxes * size),
-                "labels": torch.tensor([ds.MERGE[names[int(i)]].id for i in src], dtype=torch.long),
-                "iscrowd": torch.tensor([int(names[int(i)] in ignore) for i in src]),
+                "boxes": torch.from_numpy(np.concatenate([boxes, extra]) * size),
+                "labels": torch.tensor(labels, dtype=torch.long),
+                "iscrowd": torch.tensor(crowd, dtype=torch.long),
             }
         )
     return out
 
 
-def read_unlabelled(path: Path) -> dict[str, list[list[float]]]:
-    """Boxes of ``path`` (``label_file,x0,y0,x1,y1``, normalised) per label file stem."""
-    boxes: dict[str, list[list[float]]] = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            box = [float(row[k]) for k in ("x0", "y0", "x1", "y1")]
-            boxes.setdefault(row["label_file"], []).append(box)
-    return boxes
-
-
-def with_crowd(
-    targets: list[dict[str, torch.Tensor]],
-    samples: list[ds.Sample],
-    extra: dict[str, list[list[float]]],
-    size: int,
-) -> list[dict[str, torch.Tensor]]:
-    """``targets`` with the ``extra`` boxes of each sample's label file added as crowd trucks."""
-    out = []
-    for t, s in zip(targets, samples, strict=True):
-        boxes = torch.tensor(extra.get(s.image_path.stem, []), dtype=torch.float32).reshape(-1, 4)
-        n = len(boxes)
-        out.append(
-            {
-                "boxes": torch.cat([t["boxes"], boxes * size]),
-                "labels": torch.cat([t["labels"], torch.full((n,), TRUCK, dtype=torch.long)]),
-                "iscrowd": torch.cat([t["iscrowd"], torch.ones(n, dtype=torch.long)]),
-            }
-        )
-    return out
-
-
-def truck_ap50(preds: list[Prediction], targets: list[dict[str, torch.Tensor]]) -> float:
-    metric = MeanAveragePrecision(iou_thresholds=[0.5], class_metrics=True, backend="pycocotools")
-    metric.update(
-        [
-            {
-                "boxes": torch.from_numpy(b),
-                "scores": torch.from_numpy(s),
-                "labels": torch.from_numpy(c),
-            }
-            for b, s, c in preds
-        ],
-        targets,
-    )
-    res = metric.compute()
-    classes = torch.atleast_1d(res["classes"]).tolist()
-    return round(float(torch.atleast_1d(res["map_per_class"])[classes.index(TRUCK)]), 4)
+def truck_ap50(preds: list[Prediction], truth: list[dict[str, torch.Tensor]]) -> float:
+    return ap_per_class(prediction_dicts(preds), truth, [0.5])[VehicleClass.TRUCK.value]
 
 
 def false_truck_kinds(
@@ -159,27 +120,27 @@ def main() -> None:
     )
     val = [s for s in ds.load_samples(args.data) if ds.is_validation(s)]
     preds = predict(net, ds.cache_images(val, size), device, batch_size=16, score_threshold=0.01)
-    plain = source_targets(args.data, val, size, set())
-    ignored = source_targets(args.data, val, size, ignore)
-    extra = read_unlabelled(args.unlabelled) if args.unlabelled else {}
-    completed = with_crowd(plain, val, extra, size)
-    both = with_crowd(ignored, val, extra, size)
+    extra = read_ignore_boxes(args.unlabelled) if args.unlabelled else {}
+    variants = {
+        "truck_ap50": targets(args.data, val, size, set(), {}),
+        "truck_ap50_ignoring": targets(args.data, val, size, ignore, {}),
+    }
+    if extra:
+        variants["truck_ap50_unlabelled_as_crowd"] = targets(args.data, val, size, set(), extra)
+        variants["truck_ap50_both"] = targets(args.data, val, size, ignore, extra)
+    plain = variants["truck_ap50"]
     report: dict[str, object] = {"model_version": version, "ignore": sorted(ignore)}
     for seq in sorted({s.sequence for s in val}):
         idx = [i for i, s in enumerate(val) if s.sequence == seq]
         p = [preds[i] for i in idx]
-        figures = {
-            "truck_ap50": truck_ap50(p, [plain[i] for i in idx]),
-            "truck_ap50_ignoring": truck_ap50(p, [ignored[i] for i in idx]),
-            "ignored_boxes": int(sum(int(ignored[i]["iscrowd"].sum()) for i in idx)),
-            "false_truck_boxes": false_truck_kinds(p, [plain[i] for i in idx], args.threshold),
+        figures: dict[str, object] = {
+            name: truck_ap50(p, [t[i] for i in idx]) for name, t in variants.items()
         }
-        if extra:
-            figures["unlabelled_boxes"] = sum(
-                len(extra.get(val[i].image_path.stem, [])) for i in idx
-            )
-            figures["truck_ap50_unlabelled_as_crowd"] = truck_ap50(p, [completed[i] for i in idx])
-            figures["truck_ap50_both"] = truck_ap50(p, [both[i] for i in idx])
+        figures["ignored_boxes"] = int(
+            sum(int(variants["truck_ap50_ignoring"][i]["iscrowd"].sum()) for i in idx)
+        )
+        figures["unlabelled_boxes"] = sum(len(extra.get(val[i].image_path.stem, [])) for i in idx)
+        figures["false_truck_boxes"] = false_truck_kinds(p, [plain[i] for i in idx], args.threshold)
         report[seq] = figures
     log.info("%s", json.dumps(report, indent=1))
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import yaml
 from torchvision.ops import box_iou
 
 from truckcount.config import DEFAULT_WEIGHTS
@@ -50,18 +49,12 @@ def height_bin(box: np.ndarray) -> str:
     return f"h {lower[-1]}-{upper[0]}"
 
 
-def truck_sources(root: Path) -> dict[int, str]:
-    """Source class ids of ``root/data.yaml`` that merge into truck, with their names."""
-    names = yaml.safe_load((root / "data.yaml").read_text())["names"]
-    items = names.items() if isinstance(names, dict) else enumerate(names)
-    return {int(i): str(n) for i, n in items if ds.MERGE.get(str(n)) is VehicleClass.TRUCK}
-
-
-def source_labels(sample: ds.Sample, sources: dict[int, str]) -> list[tuple[str, np.ndarray]]:
+def truck_labels(sample: ds.Sample, names: dict[int, str]) -> list[tuple[str, np.ndarray]]:
     """The sample's truck boxes (normalised xyxy) with their source class names."""
-    path = sample.image_path.parent.parent / "labels" / f"{sample.image_path.stem}.txt"
-    boxes, ids = ds.parse_label_file(path, {i: i for i in sources})  # keep source ids
-    return [(sources[int(i)], box) for i, box in zip(ids, boxes, strict=True)]
+    boxes, sources = ds.source_labels(sample, names)
+    return [
+        (n, b) for n, b in zip(sources, boxes, strict=True) if ds.MERGE[n] is VehicleClass.TRUCK
+    ]
 
 
 def shares(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, float]]:
@@ -76,7 +69,7 @@ def shares(counts: Counter[tuple[str, str]]) -> dict[str, dict[str, float]]:
 def tally(
     root: Path, weights: Path, threshold: float, input_size: int | None = None
 ) -> dict[str, dict[str, dict[str, float]]]:
-    sources = truck_sources(root)
+    names = ds.read_class_names(root)
     _, val = ds.split(ds.load_samples(root))
     device = pick_device("auto")
     model, _ = load_model(weights, device)
@@ -89,7 +82,7 @@ def tally(
     by_class: Counter[tuple[str, str]] = Counter()
     by_height: Counter[tuple[str, str]] = Counter()
     for sample, (boxes, scores, classes) in zip(val, preds, strict=True):
-        truth = source_labels(sample, sources)
+        truth = truck_labels(sample, names)
         if not truth:
             continue
         gt = torch.from_numpy(np.stack([b for _, b in truth])) * size

@@ -81,6 +81,15 @@ def read_class_map(root: Path) -> dict[int, int]:
     return mapping
 
 
+def source_labels(sample: Sample, names: dict[int, str]) -> tuple[np.ndarray, list[str]]:
+    """The sample's boxes (normalised xyxy) with their *source* class names (``names``: those of
+    ``data.yaml``), before merging: to tell a ``truck-s-`` from a ``big truck``."""
+    label = sample.image_path.parent.parent / "labels" / f"{sample.image_path.stem}.txt"
+    known = {i: i for i, n in names.items() if n in MERGE}
+    boxes, ids = parse_label_file(label, known)
+    return boxes, [names[int(i)] for i in ids]
+
+
 def parse_label_file(
     path: Path, class_map: dict[int, int], fixes: dict[int, tuple[int, int]] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

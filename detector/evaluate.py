@@ -18,10 +18,9 @@ from truckcount.types import CLASSES
 log = logging.getLogger(__name__)
 
 
-def _as_targets(
-    preds: Sequence[Prediction], samples: Sequence[Sample], scale: float
-) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
-    p = [
+def prediction_dicts(preds: Sequence[Prediction]) -> list[dict[str, torch.Tensor]]:
+    """Predictions as torchmetrics wants them."""
+    return [
         {
             "boxes": torch.as_tensor(b, dtype=torch.float32),
             "scores": torch.as_tensor(s, dtype=torch.float32),
@@ -29,35 +28,40 @@ def _as_targets(
         }
         for b, s, c in preds
     ]
-    t = [
-        {
-            "boxes": torch.as_tensor(s.boxes * scale, dtype=torch.float32),
-            "labels": torch.as_tensor(s.classes, dtype=torch.int64),
-        }
-        for s in samples
-    ]
-    return p, t
+
+
+def ap_per_class(
+    preds: list[dict[str, torch.Tensor]],
+    targets: list[dict[str, torch.Tensor]],
+    iou_thresholds: list[float] | None,
+) -> dict[str, float]:
+    """COCO AP per class name and its mean (``iou_thresholds`` None: 0.5:0.95). A target may
+    carry ``iscrowd`` to mark regions where a box is neither a hit nor a false box."""
+    metric = MeanAveragePrecision(
+        iou_thresholds=iou_thresholds, class_metrics=True, backend="pycocotools"
+    )
+    metric.update(preds, targets)
+    res = metric.compute()
+    present = [int(c) for c in torch.atleast_1d(res["classes"])]
+    per_class = torch.atleast_1d(res["map_per_class"]).tolist()
+    out = {CLASSES[c].value: round(float(v), 4) for c, v in zip(present, per_class, strict=True)}
+    out["mean"] = round(float(res["map"]), 4)
+    return out
 
 
 def average_precision(
     preds: Sequence[Prediction], samples: Sequence[Sample], input_size: int
 ) -> dict[str, dict[str, float]]:
     """AP50 and AP50-95 per class name, plus their means, for boxes in input pixels."""
-    p, t = _as_targets(preds, samples, float(input_size))
-    out: dict[str, dict[str, float]] = {}
-    for key, thresholds in (("ap50", [0.5]), ("ap50_95", None)):
-        metric = MeanAveragePrecision(
-            iou_thresholds=thresholds, class_metrics=True, backend="pycocotools"
-        )
-        metric.update(p, t)
-        res = metric.compute()
-        present = [int(c) for c in torch.atleast_1d(res["classes"])]
-        per_class = torch.atleast_1d(res["map_per_class"]).tolist()
-        out[key] = {
-            CLASSES[c].value: round(float(v), 4) for c, v in zip(present, per_class, strict=True)
+    p = prediction_dicts(preds)
+    t = [
+        {
+            "boxes": torch.as_tensor(s.boxes * float(input_size), dtype=torch.float32),
+            "labels": torch.as_tensor(s.classes, dtype=torch.int64),
         }
-        out[key]["mean"] = round(float(res["map"]), 4)
-    return out
+        for s in samples
+    ]
+    return {"ap50": ap_per_class(p, t, [0.5]), "ap50_95": ap_per_class(p, t, None)}
 
 
 def precision_recall(

@@ -1,4 +1,5 @@
-"""Ignore boxes: vehicles the labels leave out, taught as no class and not as road."""
+"""Ignore boxes: vehicles the labels leave out, taught as no class and not as road in training,
+and not charged as false boxes in evaluation."""
 
 from __future__ import annotations
 
@@ -10,11 +11,20 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tests.test_detector_train import make_dataset
 from truckcount.cli import app
-from truckcount.detector.data import AMBIGUOUS, LabelError, load_samples, split
+from truckcount.detector.data import (
+    AMBIGUOUS,
+    LabelError,
+    load_samples,
+    read_class_names,
+    source_labels,
+    split,
+)
+from truckcount.detector.evaluate import ap_per_class
 from truckcount.detector.ignore_boxes import add_ignored, read_ignore_boxes
 from truckcount.detector.loss import AMBIGUOUS_PEAK, build_targets
 
@@ -155,3 +165,34 @@ def test_the_shipped_training_ignore_file_names_training_frames_only() -> None:
     for stem in boxes:
         seq, index = stem.rsplit("-", 1)
         assert seq != "siang_15112021_1" and not (seq == "malam_04112021" and int(index) >= 190)
+
+
+def test_source_labels_keep_the_source_class_of_each_known_box(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data")
+    (data / "labels" / "adit-00001.txt").write_text(
+        "0 0.3 0.3 0.2 0.2\n2 0.5 0.5 0.1 0.1\n1 0.7 0.7 0.2 0.2\n"
+    )
+    sample = next(s for s in load_samples(data) if s.image_path.stem == "adit-00001")
+    boxes, names = source_labels(sample, read_class_names(data))
+    assert names == ["big truck", "car"], "a class the merge does not know is left out"
+    np.testing.assert_allclose(boxes[1], [0.6, 0.6, 0.8, 0.8], atol=1e-6)
+
+
+def test_a_box_on_a_crowd_region_is_neither_a_hit_nor_a_false_box() -> None:
+    truck = [10.0, 10.0, 50.0, 50.0]
+    unlabelled = [100.0, 100.0, 140.0, 140.0]
+    preds = [
+        {
+            "boxes": torch.tensor([unlabelled, truck]),
+            "scores": torch.tensor([0.9, 0.8]),
+            "labels": torch.tensor([0, 0]),
+        }
+    ]
+    labelled = {"boxes": torch.tensor([truck]), "labels": torch.tensor([0])}
+    crowd = {
+        "boxes": torch.tensor([truck, unlabelled]),
+        "labels": torch.tensor([0, 0]),
+        "iscrowd": torch.tensor([0, 1]),
+    }
+    assert ap_per_class(preds, [labelled], [0.5])["truck"] < 1.0, "charged as a false box"
+    assert ap_per_class(preds, [crowd], [0.5])["truck"] == pytest.approx(1.0)
