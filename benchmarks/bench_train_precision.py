@@ -6,7 +6,12 @@ once with bf16 autocast, in one process, and prints seconds per step and their r
 object, with whether the CPU has native bf16 (``detector.weights.native_bf16``), which is what
 ``truckcount train`` now decides ``--amp`` by when it is not given.
 
+With ``--ignore-boxes F`` it also times the same steps, at the CPU's native precision, with the
+boxes of an ignore file added to their frames (``truckcount train --ignore-boxes``), against
+the same frames without them, in the same process.
+
     .venv/bin/python benchmarks/bench_train_precision.py ../shared/data/km39-cctv [--frames 96]
+        [--ignore-boxes benchmarks/km39_unlabelled_training.csv]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch.utils.data import DataLoader
 from truckcount.detector import data as ds
 from truckcount.detector.augment import AugmentConfig, DetectionDataset
 from truckcount.detector.engine import train_one_epoch
+from truckcount.detector.ignore_boxes import add_ignored, read_ignore_boxes
 from truckcount.detector.model import ModelConfig, TruckNet
 from truckcount.detector.weights import native_bf16
 from truckcount.types import CLASSES
@@ -51,15 +57,15 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="the km39 folder (images/, labels/)")
     parser.add_argument("--frames", type=int, default=96, help="training frames timed")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--ignore-boxes", type=Path, help="also time steps with these boxes")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     train, _ = ds.split(ds.load_samples(args.data))
     train = train[: args.frames]
     size = ModelConfig().input_size
     images = ds.cache_images(train, 480)
-    dataset = DetectionDataset(
-        train, images, size, len(CLASSES), AugmentConfig(crop_scale=(0.3, 1.0)), seed=0
-    )
+    augment = AugmentConfig(crop_scale=(0.3, 1.0))
+    dataset = DetectionDataset(train, images, size, len(CLASSES), augment, seed=0)
     fp32 = seconds_per_step(dataset, args.batch_size, amp=False)
     bf16 = seconds_per_step(dataset, args.batch_size, amp=True)
     report = {
@@ -75,6 +81,24 @@ def main() -> None:
         "bf16_s_per_step": round(bf16, 2),
         "bf16_over_fp32": round(bf16 / fp32, 2),
     }
+    if args.ignore_boxes:
+        boxes = read_ignore_boxes(args.ignore_boxes)
+        marked = add_ignored(
+            train, {k: v for k, v in boxes.items() if k in {s.image_path.stem for s in train}}
+        )
+        everything = tuple(range(len(CLASSES)))
+        ignoring = DetectionDataset(
+            marked, images, size, len(CLASSES), augment, seed=0, ambiguous=everything
+        )
+        native = native_bf16(torch.device("cpu"))
+        plain = bf16 if native else fp32
+        with_ignored = seconds_per_step(ignoring, args.batch_size, amp=native)
+        report["ignore_boxes_added"] = sum(
+            len(s.boxes) - len(t.boxes) for s, t in zip(marked, train, strict=True)
+        )
+        report["ignore_precision"] = "bf16" if native else "fp32"
+        report["ignore_s_per_step"] = round(with_ignored, 2)
+        report["ignore_over_plain"] = round(with_ignored / plain, 3)
     logging.getLogger("bench_train_precision").warning("%s", json.dumps(report))
 
 
